@@ -1,0 +1,256 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/contrib/bridges/otelslog"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/log"
+	lognoop "go.opentelemetry.io/otel/log/noop"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	sdklog "go.opentelemetry.io/otel/sdk/log"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+)
+
+// serviceName is the default service.name; OTEL_SERVICE_NAME overrides it.
+const serviceName = "minishop"
+
+// providers are the three OpenTelemetry signal providers the shop uses.
+// They are passed around explicitly rather than set as globals, so tests
+// can run side by side with their own in-memory providers.
+type providers struct {
+	tracer trace.TracerProvider
+	meter  metric.MeterProvider
+	logger log.LoggerProvider
+}
+
+// setupOTelSDK builds the trace, metric and log providers, each exporting OTLP over gRPC.
+// Exporters are configured by the standard OTEL_* environment variables
+// (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES,
+// OTEL_TRACES_SAMPLER, OTEL_METRIC_EXPORT_INTERVAL, OTEL_BSP_*, OTEL_BLRP_*, …).
+// OTEL_SDK_DISABLED=true gives no-op providers.
+// The returned shutdown flushes and stops every provider; call it once, on the way out.
+func setupOTelSDK(ctx context.Context, getenv func(string) string) (p providers, shutdown func(context.Context) error, err error) {
+	if getenv("OTEL_SDK_DISABLED") == "true" {
+		return noopProviders(), func(context.Context) error { return nil }, nil
+	}
+	var shutdowns []func(context.Context) error
+	shutdown = func(ctx context.Context) error {
+		var errs error
+		for _, fn := range shutdowns {
+			errs = errors.Join(errs, fn(ctx))
+		}
+		shutdowns = nil
+		return errs
+	}
+	// On a failure half way, stop what was already started.
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, shutdown(ctx))
+		}
+	}()
+
+	res, err := newResource(ctx)
+	if err != nil {
+		return p, nil, err
+	}
+
+	// With no endpoint configured the exporters dial localhost:4317; a local
+	// Collector there speaks plaintext, so don't try TLS against it.
+	var traceOpts []otlptracegrpc.Option
+	var metricOpts []otlpmetricgrpc.Option
+	var logOpts []otlploggrpc.Option
+	if defaultEndpoint(getenv, "TRACES") {
+		traceOpts = append(traceOpts, otlptracegrpc.WithInsecure())
+	}
+	if defaultEndpoint(getenv, "METRICS") {
+		metricOpts = append(metricOpts, otlpmetricgrpc.WithInsecure())
+	}
+	if defaultEndpoint(getenv, "LOGS") {
+		logOpts = append(logOpts, otlploggrpc.WithInsecure())
+	}
+
+	traceExp, err := otlptracegrpc.New(ctx, traceOpts...)
+	if err != nil {
+		return p, nil, fmt.Errorf("trace exporter: %w", err)
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(traceExp), sdktrace.WithResource(res))
+	shutdowns = append(shutdowns, tp.Shutdown)
+
+	metricExp, err := otlpmetricgrpc.New(ctx, metricOpts...)
+	if err != nil {
+		return p, nil, fmt.Errorf("metric exporter: %w", err)
+	}
+	var readerOpts []sdkmetric.PeriodicReaderOption
+	if getenv("OTEL_METRIC_EXPORT_INTERVAL") == "" {
+		// The SDK default is 60 s; a lab wants its dashboards to move within seconds.
+		readerOpts = append(readerOpts, sdkmetric.WithInterval(5*time.Second))
+	}
+	mp := sdkmetric.NewMeterProvider(
+		sdkmetric.WithReader(sdkmetric.NewPeriodicReader(metricExp, readerOpts...)),
+		sdkmetric.WithResource(res),
+	)
+	shutdowns = append(shutdowns, mp.Shutdown)
+
+	logExp, err := otlploggrpc.New(ctx, logOpts...)
+	if err != nil {
+		return p, nil, fmt.Errorf("log exporter: %w", err)
+	}
+	lp := sdklog.NewLoggerProvider(sdklog.WithProcessor(sdklog.NewBatchProcessor(logExp)), sdklog.WithResource(res))
+	// Logs shut down last, so what the other providers report while stopping still goes out.
+	shutdowns = append(shutdowns, lp.Shutdown)
+
+	return providers{tracer: tp, meter: mp, logger: lp}, shutdown, nil
+}
+
+// defaultEndpoint reports whether no OTLP endpoint is configured for the signal.
+func defaultEndpoint(getenv func(string) string, signal string) bool {
+	return getenv("OTEL_EXPORTER_OTLP_ENDPOINT") == "" && getenv("OTEL_EXPORTER_OTLP_"+signal+"_ENDPOINT") == ""
+}
+
+// newResource describes the shop: service.name=minishop and app=minishop by default
+// (app is the label Loki indexes and the dashboards select on), with
+// OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES taking precedence.
+func newResource(ctx context.Context) (*resource.Resource, error) {
+	defaults, err := resource.Merge(resource.Default(), resource.NewSchemaless(
+		attribute.String("service.name", serviceName),
+		attribute.String("app", serviceName),
+	))
+	if err != nil {
+		return nil, fmt.Errorf("resource: %w", err)
+	}
+	fromEnv, err := resource.New(ctx, resource.WithFromEnv())
+	if err != nil {
+		return nil, fmt.Errorf("resource from environment: %w", err)
+	}
+	res, err := resource.Merge(defaults, fromEnv)
+	if err != nil {
+		return nil, fmt.Errorf("resource: %w", err)
+	}
+	return res, nil
+}
+
+func noopProviders() providers {
+	return providers{
+		tracer: tracenoop.NewTracerProvider(),
+		meter:  metricnoop.NewMeterProvider(),
+		logger: lognoop.NewLoggerProvider(),
+	}
+}
+
+// durationBuckets resolve millisecond latencies: the SDK's default boundaries
+// (0, 5, 10, 25 … 10000) assume milliseconds and would put every request of
+// this shop in the first bucket or two.
+var durationBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10}
+
+// telemetry is what the handlers and middleware instrument with.
+type telemetry struct {
+	tracer     trace.Tracer
+	propagator propagation.TextMapPropagator
+	logger     *slog.Logger
+	// requests, errors and duration arrive in Prometheus (through the Collector's
+	// remote write) as request_total, error_total and request_duration_seconds.
+	requests metric.Int64Counter
+	errors   metric.Int64Counter
+	duration metric.Float64Histogram
+}
+
+func newTelemetry(p providers, logger *slog.Logger) (*telemetry, error) {
+	meter := p.meter.Meter("minishop")
+	requests, err := meter.Int64Counter("request",
+		metric.WithUnit("{request}"),
+		metric.WithDescription("HTTP requests served, by method, route and status code."))
+	if err != nil {
+		return nil, err
+	}
+	errs, err := meter.Int64Counter("error",
+		metric.WithUnit("{error}"),
+		metric.WithDescription("HTTP requests answered with a status of 400 or more, by reason."))
+	if err != nil {
+		return nil, err
+	}
+	duration, err := meter.Float64Histogram("request_duration",
+		metric.WithUnit("s"),
+		metric.WithDescription("Time to serve an HTTP request."),
+		metric.WithExplicitBucketBoundaries(durationBuckets...))
+	if err != nil {
+		return nil, err
+	}
+	return &telemetry{
+		tracer:     p.tracer.Tracer("minishop"),
+		propagator: propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
+		logger:     logger,
+		requests:   requests,
+		errors:     errs,
+		duration:   duration,
+	}, nil
+}
+
+// newLogger logs every record twice from one *slog.Logger: as a JSON line on
+// stdout (with trace_id and span_id added, for `docker compose logs`) and
+// through the otelslog bridge as an OTLP log record, which carries the trace
+// context natively and lands in Loki.
+func newLogger(stdout io.Writer, lp log.LoggerProvider) *slog.Logger {
+	return slog.New(slog.NewMultiHandler(
+		traceContextHandler{slog.NewJSONHandler(stdout, nil)},
+		otelslog.NewHandler("minishop", otelslog.WithLoggerProvider(lp)),
+	))
+}
+
+// traceContextHandler adds the active span's trace_id and span_id to each record.
+type traceContextHandler struct{ slog.Handler }
+
+func (h traceContextHandler) Handle(ctx context.Context, r slog.Record) error {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		r.AddAttrs(slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h traceContextHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return traceContextHandler{h.Handler.WithAttrs(attrs)}
+}
+
+func (h traceContextHandler) WithGroup(name string) slog.Handler {
+	return traceContextHandler{h.Handler.WithGroup(name)}
+}
+
+// errorReporter is the OpenTelemetry error handler. Export errors (a Collector
+// that is down, say) are reported at most once per interval with a count of
+// what was held back, so a missing Collector never floods the shop's output.
+type errorReporter struct {
+	logger     *slog.Logger
+	every      time.Duration
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+func (r *errorReporter) Handle(err error) {
+	r.mu.Lock()
+	now := time.Now()
+	if !r.last.IsZero() && now.Sub(r.last) < r.every {
+		r.suppressed++
+		r.mu.Unlock()
+		return
+	}
+	suppressed := r.suppressed
+	r.last, r.suppressed = now, 0
+	r.mu.Unlock()
+	r.logger.Warn("telemetry export failing", "error", err.Error(), "suppressed_since_last_report", suppressed)
+}
