@@ -1,0 +1,946 @@
+package labtest
+
+// Checks of docker-compose.yml, .env.example, Dockerfile and .dockerignore: what a user running
+// `task up` (docker compose up -d --build --wait) depends on, verified without a Docker engine.
+//
+//   - The compose file loads and validates with compose-go v2 (the library `docker compose` uses),
+//     from the repo root with .env.example as the env file.
+//   - Every bind-mounted config exists in the repo as what the container expects (a missing file
+//     would be created by Docker as an empty directory and the service would crash-loop).
+//   - Every published host port is ${VAR:-default}, listed in .env.example, and really moves when
+//     VAR is set (the "port already allocated" complaint of similar labs).
+//   - Every long-running service has a healthcheck whose probe exists in its image (or in the
+//     healthprobe volume) and targets the port/path its config listens on; one-shot services are
+//     adopted via service_completed_successfully so `up --wait` exits 0.
+//   - Restart policies, memory limits (sum <= 1 GiB) and exactly tagged images.
+//   - The Dockerfile's targets exist and its build commands compile the repo as the build context
+//     sends it (honouring .dockerignore) into static binaries.
+
+import (
+	"context"
+	"debug/elf"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/types"
+	shellwords "github.com/mattn/go-shellwords"
+	"github.com/moby/patternmatcher"
+	"github.com/moby/patternmatcher/ignorefile"
+	yaml "go.yaml.in/yaml/v3"
+)
+
+const (
+	composeFile = "docker-compose.yml"
+	envExample  = ".env.example"
+	dockerfile  = "Dockerfile"
+)
+
+// Published ports of the lab contract: host port variable -> service and container port (which is
+// also the default host port).
+var contractPorts = map[string]struct {
+	service string
+	port    uint32
+}{
+	"MINISHOP_PORT":     {"minishop", 8080},
+	"OTLP_GRPC_PORT":    {"otel-collector", 4317},
+	"OTLP_HTTP_PORT":    {"otel-collector", 4318},
+	"PROMETHEUS_PORT":   {"prometheus", 9090},
+	"ALERTMANAGER_PORT": {"alertmanager", 9093},
+	"LOKI_PORT":         {"loki", 3100},
+	"JAEGER_UI_PORT":    {"jaeger", 16686},
+	"GRAFANA_PORT":      {"grafana", 3000},
+	"SLACK_MOCK_PORT":   {"slack-mock", 8070},
+}
+
+// The same versions run natively (contract: scripts/native-tools.sh) and in compose.
+var contractImages = map[string]string{
+	"otel-collector": "otel/opentelemetry-collector-contrib:0.161.0",
+	"prometheus":     "prom/prometheus:v3.16.0",
+	"alertmanager":   "prom/alertmanager:v0.35.0",
+	"jaeger":         "jaegertracing/jaeger:2.13.0",
+}
+
+// Services that run once and exit, and why they have no healthcheck.
+var oneShotServices = map[string]string{
+	"healthprobe-init": "copies /probe/healthprobe into a volume and exits; adopted via service_completed_successfully",
+}
+
+const slackMockWebhook = "http://slack-mock:8070/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"
+
+func absRepoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs(repoRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// loadCompose loads docker-compose.yml like `docker compose` run from the repo root with
+// .env.example as its .env; env entries ("VAR=value") act as variables set in the user's shell.
+func loadCompose(t *testing.T, env ...string) *types.Project {
+	t.Helper()
+	root := absRepoRoot(t)
+	opts, err := cli.NewProjectOptions(
+		[]string{filepath.Join(root, composeFile)},
+		cli.WithWorkingDirectory(root),
+		cli.WithName("minishop"),
+		cli.WithEnv(env),
+		cli.WithEnvFiles(filepath.Join(root, envExample)),
+		cli.WithDotEnv,
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := opts.LoadProject(context.Background())
+	if err != nil {
+		t.Fatalf("%s does not load/validate: %v", composeFile, err)
+	}
+	return p
+}
+
+// rawCompose is docker-compose.yml before interpolation, to check how values are written.
+type rawCompose struct {
+	Services map[string]struct {
+		Image       string         `yaml:"image"`
+		Ports       []string       `yaml:"ports"`
+		Environment map[string]any `yaml:"environment"`
+	} `yaml:"services"`
+}
+
+func readRawCompose(t *testing.T) rawCompose {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot, composeFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rc rawCompose
+	if err := yaml.Unmarshal(b, &rc); err != nil {
+		t.Fatalf("%s: %v", composeFile, err)
+	}
+	return rc
+}
+
+// envExampleVars returns the variables .env.example sets (uncommented lines only).
+func envExampleVars(t *testing.T) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot, envExample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			t.Errorf("%s: line %q is not VAR=value", envExample, line)
+			continue
+		}
+		out[k] = v
+	}
+	return out
+}
+
+func longRunning(name string) bool { _, oneShot := oneShotServices[name]; return !oneShot }
+
+func TestComposeLoadsWithTheLabServices(t *testing.T) {
+	p := loadCompose(t)
+	want := []string{"minishop", "otel-collector", "prometheus", "alertmanager", "loki", "jaeger", "grafana", "slack-mock"}
+	for _, s := range want {
+		if _, ok := p.Services[s]; !ok {
+			t.Errorf("service %q missing from %s", s, composeFile)
+		}
+	}
+	for name := range p.Services {
+		if _, oneShot := oneShotServices[name]; !slices.Contains(want, name) && !oneShot && name != "loadgen" {
+			t.Errorf("unexpected service %q (add it to this test with the reason it is there)", name)
+		}
+	}
+	// Each service has its one-line "why it is there" comment right above it.
+	b, _ := os.ReadFile(filepath.Join(repoRoot, composeFile))
+	lines := strings.Split(string(b), "\n")
+	for i, l := range lines {
+		m := regexp.MustCompile(`^  ([a-z][a-z0-9-]*):\s*$`).FindStringSubmatch(l)
+		if m == nil || i == 0 {
+			continue
+		}
+		if _, isService := p.Services[m[1]]; isService && !strings.HasPrefix(strings.TrimSpace(lines[i-1]), "#") {
+			t.Errorf("service %q has no comment line above it saying why it is there", m[1])
+		}
+	}
+}
+
+func TestComposeBindMountsExistInTheRepo(t *testing.T) {
+	root := absRepoRoot(t)
+	for name, s := range loadCompose(t).Services {
+		for _, v := range s.Volumes {
+			if v.Type != types.VolumeTypeBind {
+				continue
+			}
+			rel, err := filepath.Rel(root, v.Source)
+			if err != nil || strings.HasPrefix(rel, "..") {
+				t.Errorf("%s: bind mount %s comes from outside the repo", name, v.Source)
+				continue
+			}
+			st, err := os.Stat(v.Source)
+			if err != nil {
+				// Docker would create it as an empty directory and the service would fail on it.
+				t.Errorf("%s: bind-mounted %s does not exist in the repo (mounted at %s)", name, rel, v.Target)
+				continue
+			}
+			if ext := path.Ext(v.Target); ext != "" && st.IsDir() {
+				t.Errorf("%s: %s is mounted at file path %s but is a directory", name, rel, v.Target)
+			}
+			if !v.ReadOnly {
+				t.Errorf("%s: bind mount %s is writable; configs from the repo are mounted :ro", name, rel)
+			}
+		}
+	}
+}
+
+// Every config file a service is told to read (--config=, -config.file=, --config.file=) is
+// provided by a bind mount of a file in the repo.
+func TestComposeConfigFlagsPointAtMountedFiles(t *testing.T) {
+	root := absRepoRoot(t)
+	flagRe := regexp.MustCompile(`^--?config(\.file)?=(/\S+)$`)
+	for name, s := range loadCompose(t).Services {
+		args := append(append([]string{}, s.Entrypoint...), s.Command...)
+		var words []string
+		for _, a := range args {
+			words = append(words, strings.Fields(a)...)
+		}
+		for _, w := range words {
+			m := flagRe.FindStringSubmatch(w)
+			if m == nil {
+				continue
+			}
+			host, ok := hostPathOf(s, m[2])
+			if !ok {
+				t.Errorf("%s: %s reads %s, which no bind mount provides", name, w, m[2])
+				continue
+			}
+			if st, err := os.Stat(host); err != nil || st.IsDir() {
+				rel, _ := filepath.Rel(root, host)
+				t.Errorf("%s: %s reads %s = %s in the repo, which is not a file", name, w, m[2], rel)
+			}
+		}
+	}
+}
+
+// hostPathOf maps a container path to the host path a bind mount provides for it.
+func hostPathOf(s types.ServiceConfig, containerPath string) (string, bool) {
+	for _, v := range s.Volumes {
+		if v.Type != types.VolumeTypeBind {
+			continue
+		}
+		if containerPath == v.Target {
+			return v.Source, true
+		}
+		if rest, ok := strings.CutPrefix(containerPath, strings.TrimSuffix(v.Target, "/")+"/"); ok {
+			return filepath.Join(v.Source, filepath.FromSlash(rest)), true
+		}
+	}
+	return "", false
+}
+
+func TestComposePublishedPortsAreOverridableFromEnv(t *testing.T) {
+	envVars := envExampleVars(t)
+	portRe := regexp.MustCompile(`^\$\{LAB_BIND_ADDRESS:-127\.0\.0\.1\}:\$\{([A-Z0-9_]+):-(\d+)\}:(\d+)$`)
+	seen := map[string]bool{}
+	for name, s := range readRawCompose(t).Services {
+		for _, p := range s.Ports {
+			m := portRe.FindStringSubmatch(p)
+			if m == nil {
+				t.Errorf(`%s: port %q is not "${LAB_BIND_ADDRESS:-127.0.0.1}:${VAR:-default}:port"`, name, p)
+				continue
+			}
+			v, def, target := m[1], m[2], m[3]
+			seen[v] = true
+			c, ok := contractPorts[v]
+			if !ok {
+				t.Errorf("%s: host port variable %s is not one of the contract's", name, v)
+				continue
+			}
+			if c.service != name || strconv.Itoa(int(c.port)) != target || def != target {
+				t.Errorf("%s: %s maps %s:%s; contract says service %s port %d", name, v, def, target, c.service, c.port)
+			}
+			if got, ok := envVars[v]; !ok {
+				t.Errorf("%s is not documented in %s", v, envExample)
+			} else if got != def {
+				t.Errorf("%s: %s=%s but the compose default is %s", envExample, v, got, def)
+			}
+		}
+	}
+	for v := range contractPorts {
+		if !seen[v] {
+			t.Errorf("contract host port %s is not published by any service", v)
+		}
+	}
+	if envVars["LAB_BIND_ADDRESS"] != "127.0.0.1" {
+		t.Errorf("%s: LAB_BIND_ADDRESS=%q, want 127.0.0.1 (the compose default)", envExample, envVars["LAB_BIND_ADDRESS"])
+	}
+
+	// Defaults: the contract ports on 127.0.0.1.
+	published := func(p *types.Project) map[string]string {
+		out := map[string]string{}
+		for name, s := range p.Services {
+			for _, pc := range s.Ports {
+				out[fmt.Sprintf("%s/%d", name, pc.Target)] = pc.HostIP + ":" + pc.Published
+			}
+		}
+		return out
+	}
+	def := published(loadCompose(t))
+	for _, c := range contractPorts {
+		key := fmt.Sprintf("%s/%d", c.service, c.port)
+		if want := fmt.Sprintf("127.0.0.1:%d", c.port); def[key] != want {
+			t.Errorf("%s published at %q by default, want %q", key, def[key], want)
+		}
+	}
+	// A user's override moves exactly that port (set in the shell, as with a .env file).
+	var env []string
+	i := 0
+	want := map[string]string{}
+	for v, c := range contractPorts {
+		hostPort := 20000 + i
+		i++
+		env = append(env, fmt.Sprintf("%s=%d", v, hostPort))
+		want[fmt.Sprintf("%s/%d", c.service, c.port)] = fmt.Sprintf("0.0.0.0:%d", hostPort)
+	}
+	got := published(loadCompose(t, append(env, "LAB_BIND_ADDRESS=0.0.0.0")...))
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("with overrides, %s published at %q, want %q", k, got[k], w)
+		}
+	}
+}
+
+func TestComposeHealthchecksMakeUpWaitMeaningful(t *testing.T) {
+	p := loadCompose(t)
+	for name, s := range p.Services {
+		if !longRunning(name) {
+			if s.HealthCheck != nil && !s.HealthCheck.Disable {
+				t.Errorf("%s: one-shot service with a healthcheck", name)
+			}
+			if s.Restart != types.RestartPolicyNo && s.Restart != "" {
+				t.Errorf("%s: one-shot service with restart %q, want no", name, s.Restart)
+			}
+			adopted := false
+			for other, os := range p.Services {
+				if dep, ok := os.DependsOn[name]; ok && longRunning(other) && dep.Condition == types.ServiceConditionCompletedSuccessfully {
+					adopted = true
+				}
+			}
+			if !adopted {
+				t.Errorf("%s: no long-running service depends on it with service_completed_successfully; `docker compose up --wait` would fail on its exit", name)
+			}
+			continue
+		}
+		hc := s.HealthCheck
+		if hc == nil || hc.Disable || len(hc.Test) < 2 {
+			t.Errorf("%s: no healthcheck: `up --wait` could return before it is usable", name)
+			continue
+		}
+		if hc.Test[0] != "CMD" {
+			t.Errorf("%s: healthcheck %v: use the exec form [\"CMD\", ...]; several images have no shell", name, hc.Test)
+		}
+		if hc.Interval == nil || hc.Timeout == nil || hc.Retries == nil {
+			t.Errorf("%s: healthcheck without interval/timeout/retries (Docker's 30s default interval makes up --wait slow)", name)
+		} else if hc.Timeout.String() == "" || *hc.Timeout >= *hc.Interval {
+			t.Errorf("%s: healthcheck timeout %v not below interval %v", name, hc.Timeout, hc.Interval)
+		}
+		for dep, d := range s.DependsOn {
+			if longRunning(dep) && d.Condition != types.ServiceConditionHealthy {
+				t.Errorf("%s depends on %s with %q, want service_healthy", name, dep, d.Condition)
+			}
+		}
+	}
+}
+
+// Each healthcheck runs a program that exists where it runs, and asks the port the service
+// actually serves on.
+func TestComposeHealthcheckProbesExist(t *testing.T) {
+	p := loadCompose(t)
+	targets := dockerfileTargets(t)
+	for name, s := range p.Services {
+		if !longRunning(name) || s.HealthCheck == nil || len(s.HealthCheck.Test) < 2 {
+			continue
+		}
+		prog := s.HealthCheck.Test[1]
+		switch {
+		case strings.HasPrefix(prog, "/probe/"):
+			mounted := false
+			for _, v := range s.Volumes {
+				if v.Type == types.VolumeTypeVolume && v.Source == "healthprobe" && v.Target == "/probe" {
+					mounted = true
+					if !v.ReadOnly {
+						t.Errorf("%s: healthprobe volume mounted writable", name)
+					}
+				}
+			}
+			if !mounted {
+				t.Errorf("%s: healthcheck runs %s but the healthprobe volume is not mounted at /probe", name, prog)
+			}
+			if d, ok := s.DependsOn["healthprobe-init"]; !ok || d.Condition != types.ServiceConditionCompletedSuccessfully {
+				t.Errorf("%s: healthcheck runs %s but does not wait for healthprobe-init to complete", name, prog)
+			}
+		case prog == "/healthprobe":
+			if s.Build == nil {
+				t.Errorf("%s: /healthprobe is only in the images built from our Dockerfile", name)
+			} else if !strings.Contains(targets[s.Build.Target], "/out/healthprobe /healthprobe") {
+				t.Errorf("%s: Dockerfile target %q does not copy /healthprobe", name, s.Build.Target)
+			}
+		case prog == "wget":
+			// prom/* default (busybox) images: documented to ship busybox wget.
+			if !strings.HasPrefix(s.Image, "prom/") || strings.Contains(s.Image, "distroless") {
+				t.Errorf("%s: healthcheck uses wget, which %s is not known to ship", name, s.Image)
+			}
+		default:
+			t.Errorf("%s: healthcheck program %q is not one this lab knows to exist in %s", name, prog, s.Image)
+		}
+		// The URL's port is one the service listens on (contract port, or a documented internal one).
+		url := s.HealthCheck.Test[len(s.HealthCheck.Test)-1]
+		m := regexp.MustCompile(`^http://127\.0\.0\.1:(\d+)(/\S*)$`).FindStringSubmatch(url)
+		if m == nil {
+			t.Errorf("%s: healthcheck URL %q is not http://127.0.0.1:PORT/PATH", name, url)
+			continue
+		}
+		port, _ := strconv.Atoi(m[1])
+		internal := map[string]int{"otel-collector": 13133, "jaeger": 13133}
+		ok := internal[name] == port
+		for _, pc := range s.Ports {
+			if int(pc.Target) == port {
+				ok = true
+			}
+		}
+		if !ok {
+			t.Errorf("%s: healthcheck asks port %d, which the service does not serve", name, port)
+		}
+	}
+}
+
+// The health extensions of the Collector and Jaeger configs listen where compose probes them.
+func TestComposeHealthcheckMatchesCollectorAndJaegerConfigs(t *testing.T) {
+	p := loadCompose(t)
+	for _, c := range []struct{ service, file string }{
+		{"otel-collector", "collector/config.yaml"},
+		{"jaeger", "jaeger/config.yaml"},
+	} {
+		t.Run(c.service, func(t *testing.T) {
+			b, err := os.ReadFile(filepath.Join(repoRoot, c.file))
+			if err != nil {
+				t.Skipf("%s not in the repo yet (TestComposeBindMountsExistInTheRepo fails for it): %v", c.file, err)
+			}
+			port, path, err := healthEndpoint(b)
+			if err != nil {
+				t.Fatalf("%s: %v", c.file, err)
+			}
+			hc := p.Services[c.service].HealthCheck
+			if hc == nil {
+				t.Fatalf("%s has no healthcheck", c.service)
+			}
+			want := fmt.Sprintf("http://127.0.0.1:%s%s", port, path)
+			if got := hc.Test[len(hc.Test)-1]; got != want {
+				t.Errorf("%s healthcheck asks %s, but %s serves health at %s", c.service, got, c.file, want)
+			}
+		})
+	}
+}
+
+// envDefault resolves "${env:VAR:-default}" (collector config syntax) to its default.
+func envDefault(s string) string {
+	return regexp.MustCompile(`\$\{env:[A-Za-z0-9_]+:-([^}]*)\}`).ReplaceAllString(s, "$1")
+}
+
+// healthEndpoint returns the port and path of the health_check (v1) or healthcheckv2 extension
+// enabled in an OpenTelemetry-Collector-style config, with the components' documented defaults.
+func healthEndpoint(config []byte) (port, path string, err error) {
+	var c struct {
+		Extensions map[string]map[string]any `yaml:"extensions"`
+		Service    struct {
+			Extensions []string `yaml:"extensions"`
+		} `yaml:"service"`
+	}
+	if err := yaml.Unmarshal(config, &c); err != nil {
+		return "", "", err
+	}
+	str := func(v any) string { s, _ := v.(string); return envDefault(s) }
+	for _, id := range c.Service.Extensions {
+		typ, _, _ := strings.Cut(id, "/")
+		ext := c.Extensions[id]
+		var endpoint string
+		switch typ {
+		case "health_check":
+			endpoint, path = str(ext["endpoint"]), str(ext["path"])
+			if path == "" {
+				path = "/"
+			}
+		case "healthcheckv2":
+			httpCfg, _ := ext["http"].(map[string]any)
+			endpoint = str(httpCfg["endpoint"])
+			path = "/status"
+			if st, ok := httpCfg["status"].(map[string]any); ok && str(st["path"]) != "" {
+				path = str(st["path"])
+			}
+			if v2, _ := ext["use_v2"].(bool); !v2 {
+				// Legacy mode of healthcheckv2 behaves like health_check.
+				endpoint, path = str(ext["endpoint"]), str(ext["path"])
+				if path == "" {
+					path = "/"
+				}
+			}
+		default:
+			continue
+		}
+		if endpoint == "" {
+			endpoint = "localhost:13133"
+		}
+		_, port, err := net.SplitHostPort(endpoint)
+		if err != nil {
+			return "", "", fmt.Errorf("health extension %s endpoint %q: %w", id, endpoint, err)
+		}
+		return port, path, nil
+	}
+	return "", "", fmt.Errorf("no health_check or healthcheckv2 extension enabled in service.extensions")
+}
+
+func TestComposeRestartPoliciesAndMemoryBudget(t *testing.T) {
+	const budget = 1 << 30 // the whole lab fits in 1 GiB
+	var total int64
+	var table []string
+	for name, s := range loadCompose(t).Services {
+		if longRunning(name) && s.Restart != types.RestartPolicyUnlessStopped && s.Restart != types.RestartPolicyAlways {
+			t.Errorf("%s: restart %q; want unless-stopped so the lab survives a crash and a Docker restart", name, s.Restart)
+		}
+		limit := int64(s.MemLimit)
+		if s.Deploy != nil && s.Deploy.Resources.Limits != nil && s.Deploy.Resources.Limits.MemoryBytes > 0 {
+			if limit > 0 && limit != int64(s.Deploy.Resources.Limits.MemoryBytes) {
+				t.Errorf("%s: mem_limit and deploy.resources.limits.memory disagree", name)
+			}
+			limit = int64(s.Deploy.Resources.Limits.MemoryBytes)
+		}
+		if limit <= 0 {
+			t.Errorf("%s: no memory limit", name)
+			continue
+		}
+		total += limit
+		table = append(table, fmt.Sprintf("%s=%dMiB", name, limit>>20))
+		// A Go service's GOMEMLIMIT must stay below its container limit to be of any use.
+		if gml, ok := s.Environment["GOMEMLIMIT"]; ok && gml != nil {
+			m := regexp.MustCompile(`^(\d+)MiB$`).FindStringSubmatch(*gml)
+			if m == nil {
+				t.Errorf("%s: GOMEMLIMIT=%q, want NNMiB", name, *gml)
+			} else if n, _ := strconv.ParseInt(m[1], 10, 64); n<<20 >= limit {
+				t.Errorf("%s: GOMEMLIMIT=%s is not below the %dMiB memory limit", name, *gml, limit>>20)
+			}
+		}
+	}
+	slices.Sort(table)
+	t.Logf("memory limits: %s; total %dMiB of %dMiB", strings.Join(table, " "), total>>20, budget>>20)
+	if total > budget {
+		t.Errorf("memory limits add up to %dMiB, over the lab's 1 GiB budget", total>>20)
+	}
+}
+
+func TestComposeImagesArePinnedToExactTags(t *testing.T) {
+	tagRe := regexp.MustCompile(`^[a-z0-9./-]+:v?\d+\.\d+\.\d+$`)
+	for name, s := range loadCompose(t).Services {
+		if s.Image == "" {
+			if s.Build == nil {
+				t.Errorf("%s: neither image nor build", name)
+			}
+			continue
+		}
+		if s.Build != nil {
+			continue
+		}
+		if !tagRe.MatchString(s.Image) {
+			t.Errorf("%s: image %q is not pinned to an exact version tag (no latest, no floating major/minor)", name, s.Image)
+		}
+		if want, ok := contractImages[name]; ok && s.Image != want {
+			t.Errorf("%s: image %s, but the native lab runs %s: keep the versions in step", name, s.Image, want)
+		}
+	}
+	// The Grafana and Loki lines the lab is written for.
+	p := loadCompose(t)
+	if img := p.Services["grafana"].Image; !strings.HasPrefix(img, "grafana/grafana:12.") {
+		t.Errorf("grafana image %s: dashboards and provisioning are written for Grafana 12", img)
+	}
+	if img := p.Services["loki"].Image; !strings.HasPrefix(img, "grafana/loki:3.") {
+		t.Errorf("loki image %s: loki/loki.yaml is written for Loki 3", img)
+	}
+}
+
+func TestComposeShopTalksToTheCollector(t *testing.T) {
+	s := loadCompose(t).Services["minishop"]
+	for k, want := range map[string]string{
+		"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector:4317",
+		"OTEL_METRIC_EXPORT_INTERVAL": "5000",
+		"OTEL_SERVICE_NAME":           "minishop",
+	} {
+		if got := s.Environment[k]; got == nil || *got != want {
+			t.Errorf("minishop %s = %v, want %q", k, got, want)
+		}
+	}
+	if d, ok := s.DependsOn["otel-collector"]; !ok || d.Condition != types.ServiceConditionHealthy {
+		t.Error("minishop does not wait for a healthy otel-collector: its first telemetry would be lost")
+	}
+}
+
+func TestComposeAlertmanagerWritesTheWebhookFile(t *testing.T) {
+	am, err := os.ReadFile(filepath.Join(repoRoot, "alertmanager", "alertmanager.yml"))
+	if err != nil {
+		t.Skipf("alertmanager/alertmanager.yml not in the repo yet: %v", err)
+	}
+	if !strings.Contains(string(am), "api_url_file: /tmp/slack_webhook_url") {
+		t.Fatal("alertmanager.yml does not read api_url_file: /tmp/slack_webhook_url; this test is out of date")
+	}
+	check := func(p *types.Project, wantURL string) {
+		t.Helper()
+		s := p.Services["alertmanager"]
+		if got := s.Environment["SLACK_WEBHOOK_URL"]; got == nil || *got != wantURL {
+			t.Errorf("alertmanager SLACK_WEBHOOK_URL = %v, want %q", got, wantURL)
+		}
+		script := strings.Join(append(append([]string{}, s.Entrypoint...), s.Command...), " ")
+		if !strings.Contains(script, `"$SLACK_WEBHOOK_URL" > /tmp/slack_webhook_url`) {
+			t.Errorf("alertmanager entrypoint does not write $SLACK_WEBHOOK_URL to /tmp/slack_webhook_url: %s", script)
+		}
+		if !strings.Contains(script, "exec /bin/alertmanager") || !strings.Contains(script, "--config.file=/etc/alertmanager/alertmanager.yml") {
+			t.Errorf("alertmanager entrypoint does not exec alertmanager with its config: %s", script)
+		}
+		if !slices.Contains(s.Tmpfs, "/tmp") {
+			t.Error("alertmanager: /tmp is not a tmpfs; the nobody user may not be able to write the webhook file")
+		}
+	}
+	check(loadCompose(t), slackMockWebhook)
+	check(loadCompose(t, "SLACK_WEBHOOK_URL=https://hooks.slack.invalid/services/T1/B2/c3"), "https://hooks.slack.invalid/services/T1/B2/c3")
+}
+
+func TestComposePrometheusFlags(t *testing.T) {
+	s := loadCompose(t).Services["prometheus"]
+	for _, want := range []string{
+		"--config.file=/etc/prometheus/prometheus.yml",
+		"--web.enable-remote-write-receiver",
+		"--enable-feature=exemplar-storage",
+	} {
+		if !slices.Contains(s.Command, want) {
+			t.Errorf("prometheus command lacks %s: %v", want, s.Command)
+		}
+	}
+	retention := false
+	for _, a := range s.Command {
+		if strings.HasPrefix(a, "--storage.tsdb.retention.time=") {
+			retention = true
+		}
+	}
+	if !retention {
+		t.Error("prometheus has no short --storage.tsdb.retention.time")
+	}
+}
+
+func TestComposeGrafanaOpensOnTheMiniShopDashboard(t *testing.T) {
+	root := absRepoRoot(t)
+	rc := readRawCompose(t)
+	if got := fmt.Sprint(rc.Services["grafana"].Environment["GF_SECURITY_ADMIN_PASSWORD"]); got != "${GRAFANA_ADMIN_PASSWORD:-admin}" {
+		t.Errorf("GF_SECURITY_ADMIN_PASSWORD is written %q, want ${GRAFANA_ADMIN_PASSWORD:-admin} (no committed secret)", got)
+	}
+	if _, set := envExampleVars(t)["GRAFANA_ADMIN_PASSWORD"]; set {
+		t.Errorf("%s sets GRAFANA_ADMIN_PASSWORD: leave it commented out, a committed value is a committed secret", envExample)
+	}
+	g := loadCompose(t).Services["grafana"]
+	env := func(k string) string {
+		if v := g.Environment[k]; v != nil {
+			return *v
+		}
+		return ""
+	}
+	if env("GF_SECURITY_ADMIN_PASSWORD") != "admin" {
+		t.Errorf("default admin password = %q, want admin", env("GF_SECURITY_ADMIN_PASSWORD"))
+	}
+	if v := loadCompose(t, "GRAFANA_ADMIN_PASSWORD=s3cret").Services["grafana"].Environment["GF_SECURITY_ADMIN_PASSWORD"]; v == nil || *v != "s3cret" {
+		t.Errorf("GRAFANA_ADMIN_PASSWORD=s3cret gives GF_SECURITY_ADMIN_PASSWORD=%v", v)
+	}
+	if env("GF_AUTH_ANONYMOUS_ENABLED") != "true" || env("GF_AUTH_ANONYMOUS_ORG_ROLE") != "Viewer" {
+		t.Errorf("anonymous access: enabled=%q role=%q, want true/Viewer", env("GF_AUTH_ANONYMOUS_ENABLED"), env("GF_AUTH_ANONYMOUS_ORG_ROLE"))
+	}
+
+	// The provisioning directory and the dashboards are mounted where Grafana and the provider look.
+	if host, ok := hostPathOf(g, "/etc/grafana/provisioning/datasources/datasources.yaml"); !ok || host != filepath.Join(root, DatasourcesFile) {
+		t.Errorf("grafana does not see %s at /etc/grafana/provisioning/datasources/ (got %q)", DatasourcesFile, host)
+	}
+	var provider struct {
+		Providers []struct {
+			Options struct {
+				Path string `yaml:"path"`
+			} `yaml:"options"`
+		} `yaml:"providers"`
+	}
+	b, err := os.ReadFile(filepath.Join(root, "grafana/provisioning/dashboards/dashboards.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &provider); err != nil || len(provider.Providers) == 0 {
+		t.Fatalf("dashboards.yaml: %v (%d providers)", err, len(provider.Providers))
+	}
+	for _, pr := range provider.Providers {
+		if host, ok := hostPathOf(g, pr.Options.Path); !ok || host != filepath.Join(root, DashboardsDir) {
+			t.Errorf("dashboard provider reads %s, which is not ./%s mounted in grafana (got %q)", pr.Options.Path, DashboardsDir, host)
+		}
+	}
+	home := env("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH")
+	host, ok := hostPathOf(g, home)
+	if !ok {
+		t.Fatalf("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH=%q is not a mounted file", home)
+	}
+	rel, _ := filepath.Rel(root, host)
+	d, ok := loadDashboardsT(t)[filepath.ToSlash(rel)]
+	if !ok || d.UID != "minishop" {
+		t.Errorf("home dashboard %s (%s) is not the minishop dashboard", home, rel)
+	}
+}
+
+// --- Dockerfile ------------------------------------------------------------------------------
+
+var fromRe = regexp.MustCompile(`(?im)^FROM\s+(\S+)(?:\s+AS\s+(\S+))?\s*$`)
+
+// dockerfileTargets returns each stage name of the Dockerfile with the text of its stage.
+func dockerfileTargets(t *testing.T) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot, dockerfile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	locs := fromRe.FindAllStringSubmatchIndex(s, -1)
+	out := map[string]string{}
+	for i, l := range locs {
+		end := len(s)
+		if i+1 < len(locs) {
+			end = locs[i+1][0]
+		}
+		if l[4] >= 0 {
+			out[s[l[4]:l[5]]] = s[l[0]:end]
+		}
+	}
+	return out
+}
+
+func TestDockerfileTargets(t *testing.T) {
+	targets := dockerfileTargets(t)
+	for name, s := range loadCompose(t).Services {
+		if s.Build == nil {
+			continue
+		}
+		if s.Build.Dockerfile != "" && s.Build.Dockerfile != dockerfile {
+			t.Errorf("%s builds from %s; this test checks %s", name, s.Build.Dockerfile, dockerfile)
+		}
+		if _, ok := targets[s.Build.Target]; !ok {
+			t.Errorf("%s builds Dockerfile target %q, which does not exist", name, s.Build.Target)
+		}
+	}
+	for _, name := range []string{"minishop", "slack-mock", "healthprobe"} {
+		stage, ok := targets[name]
+		if !ok {
+			t.Errorf("Dockerfile has no target %q", name)
+			continue
+		}
+		base := fromRe.FindStringSubmatch(stage)[1]
+		if base != "scratch" && !regexp.MustCompile(`^gcr\.io/distroless/static(-debian\d+)?:(nonroot|latest)$`).MatchString(base) {
+			t.Errorf("target %s is FROM %s; want scratch or distroless static", name, base)
+		}
+		if !regexp.MustCompile(`(?m)^USER\s+65532(:65532)?\s*$`).MatchString(stage) {
+			t.Errorf("target %s does not run as USER 65532 (nonroot)", name)
+		}
+	}
+}
+
+func TestDockerfileGoImageMatchesGoMod(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot, dockerfile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^FROM golang:(\d+)\.(\d+)\.(\d+)(-\S+)?\s`).FindStringSubmatch(string(b))
+	if m == nil {
+		t.Fatal("Dockerfile has no FROM golang:X.Y.Z (exact version) stage")
+	}
+	image := [3]int{atoi(m[1]), atoi(m[2]), atoi(m[3])}
+	gomod, err := os.ReadFile(filepath.Join(repoRoot, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The image's toolchain must satisfy go.mod's go (and toolchain) line, or `go build` wants to
+	// download another toolchain, which GOTOOLCHAIN=local in the Dockerfile turns into an error.
+	for _, re := range []string{`(?m)^go (\d+)\.(\d+)(?:\.(\d+))?\s*$`, `(?m)^toolchain go(\d+)\.(\d+)(?:\.(\d+))?\s*$`} {
+		r := regexp.MustCompile(re).FindStringSubmatch(string(gomod))
+		if r == nil {
+			continue
+		}
+		need := [3]int{atoi(r[1]), atoi(r[2]), atoi(r[3])}
+		if slices.Compare(image[:], need[:]) < 0 {
+			t.Errorf("golang image %d.%d.%d is older than go.mod's %s", image[0], image[1], image[2], strings.TrimSpace(r[0]))
+		}
+	}
+	if image[0] != 1 || image[1] != 26 {
+		t.Errorf("golang image %d.%d: the lab is on Go 1.26", image[0], image[1])
+	}
+	for _, want := range []string{"CGO_ENABLED=0", "GOTOOLCHAIN=local", "go mod download"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("Dockerfile lacks %s", want)
+		}
+	}
+}
+
+func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
+
+// buildContext copies the repo into dir the way `docker build .` sends it: minus .dockerignore.
+func buildContext(t *testing.T, dir string) *patternmatcher.PatternMatcher {
+	t.Helper()
+	root := absRepoRoot(t)
+	f, err := os.Open(filepath.Join(root, ".dockerignore"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	patterns, err := ignorefile.ReadAll(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm, err := patternmatcher.New(patterns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if rel == "." {
+			return nil
+		}
+		excluded, err := pm.MatchesOrParentMatches(filepath.ToSlash(rel))
+		if err != nil {
+			return err
+		}
+		if excluded {
+			if d.IsDir() && !pm.Exclusions() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		dst := filepath.Join(dir, rel)
+		if d.IsDir() {
+			return os.MkdirAll(dst, 0o755)
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		return copyFile(p, dst)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pm
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// The Dockerfile's `go build` commands, run on the build context Docker would send, produce static
+// binaries. (Docker is not available here: the commands run with the local Go toolchain, which the
+// test requires to be the same minor version as the image's.)
+func TestDockerBuildContextCompilesStaticBinaries(t *testing.T) {
+	if testing.Short() {
+		t.Skip("compiles the lab's programs; skipped with -short")
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go toolchain on PATH")
+	}
+	df, err := os.ReadFile(filepath.Join(repoRoot, dockerfile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctxDir := t.TempDir()
+	pm := buildContext(t, ctxDir)
+
+	// Every file the Dockerfile COPYs from the context is there.
+	for _, m := range regexp.MustCompile(`(?m)^COPY\s+(?:--chown=\S+\s+)?([^-\s][^\n]*?)\s+\S+\s*$`).FindAllStringSubmatch(string(df), -1) {
+		for _, src := range strings.Fields(m[1]) {
+			if src == "." {
+				continue
+			}
+			if ex, _ := pm.MatchesOrParentMatches(src); ex {
+				t.Errorf("Dockerfile COPYs %s, which .dockerignore excludes", src)
+			} else if _, err := os.Stat(filepath.Join(ctxDir, src)); err != nil {
+				t.Errorf("Dockerfile COPYs %s, which is not in the repo", src)
+			}
+		}
+	}
+
+	builds := regexp.MustCompile(`(?m)^RUN go build (.*) -o /out/(\S+) (\S+)\s*$`).FindAllStringSubmatch(string(df), -1)
+	if len(builds) < 3 {
+		t.Fatalf("found %d `RUN go build ... -o /out/NAME PKG` lines in the Dockerfile, want 3", len(builds))
+	}
+	outDir := t.TempDir()
+	for _, b := range builds {
+		flags, err := shellwords.Parse(b[1])
+		if err != nil {
+			t.Fatalf("Dockerfile build flags %q: %v", b[1], err)
+		}
+		if !slices.Contains(flags, "-trimpath") || !slices.Contains(flags, "-ldflags=-s -w") {
+			t.Errorf("go build for %s lacks -trimpath or -ldflags=\"-s -w\": %v", b[2], flags)
+		}
+		out := filepath.Join(outDir, b[2])
+		args := append(append([]string{"build"}, flags...), "-o", out, b[3])
+		cmd := exec.Command(goBin, args...)
+		cmd.Dir = ctxDir
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOTOOLCHAIN=local", "GOWORK=off", "GOFLAGS=-mod=readonly")
+		if outp, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("go %s (as in the Dockerfile, on the docker build context): %v\n%s", strings.Join(args, " "), err, outp)
+			continue
+		}
+		ef, err := elf.Open(out)
+		if err != nil {
+			t.Errorf("%s: %v", b[2], err)
+			continue
+		}
+		for _, prog := range ef.Progs {
+			if prog.Type == elf.PT_INTERP {
+				t.Errorf("%s is dynamically linked: it cannot run on distroless/static or scratch", b[2])
+			}
+		}
+		if libs, _ := ef.ImportedLibraries(); len(libs) > 0 {
+			t.Errorf("%s needs shared libraries %v", b[2], libs)
+		}
+		ef.Close()
+	}
+}
