@@ -419,7 +419,7 @@ func TestPrometheusStartsWithLabConfig(t *testing.T) {
 		}
 		sort.Strings(jobs)
 		if want := []string{"alertmanager", "jaeger", "otel-collector", "prometheus"}; !slices.Equal(jobs, want) {
-			t.Fatalf("scrape jobs %v, want %v (the shop must never be scraped)", jobs, want)
+			return fmt.Errorf("scrape jobs %v, want %v (the shop must never be scraped)", jobs, want)
 		}
 		if !selfUp {
 			return fmt.Errorf("prometheus job not up yet: %+v", data.Active)
