@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"mime"
 	"net/http"
 	"strings"
@@ -29,18 +30,19 @@ const (
 )
 
 // newServer is the whole HTTP API of the shop.
-func newServer(tel *telemetry, st *store, pay paymentProvider, ready *atomic.Bool) http.Handler {
+func newServer(tel *telemetry, st *store, f *faults, ready *atomic.Bool) http.Handler {
 	mux := http.NewServeMux()
-	addRoutes(mux, tel, st, pay, ready)
+	addRoutes(mux, tel, st, f, ready)
 	return mux
 }
 
 // addRoutes is the one place that lists every route.
-func addRoutes(mux *http.ServeMux, tel *telemetry, st *store, pay paymentProvider, ready *atomic.Bool) {
+func addRoutes(mux *http.ServeMux, tel *telemetry, st *store, f *faults, ready *atomic.Bool) {
 	obs := observe(tel)
-	mux.Handle("POST /order", obs(handleCreateOrder(tel, st)))
-	mux.Handle("GET /order/{id}", obs(handleGetOrder(st)))
-	mux.Handle("POST /payment/pay", obs(handlePay(tel, st, pay)))
+	api := func(h http.Handler) http.Handler { return obs(injectLatency(f)(h)) }
+	mux.Handle("POST /order", api(handleCreateOrder(tel, st, f)))
+	mux.Handle("GET /order/{id}", api(handleGetOrder(st)))
+	mux.Handle("POST /payment/pay", api(handlePay(tel, st, f)))
 	// The same paths with any other method: a JSON 405 instead of the mux's plain text.
 	mux.Handle("/order", obs(handleMethodNotAllowed("POST")))
 	mux.Handle("/order/{id}", obs(handleMethodNotAllowed("GET, HEAD")))
@@ -82,13 +84,13 @@ func (req createOrderRequest) validate() map[string]string {
 	return problems
 }
 
-func handleCreateOrder(tel *telemetry, st *store) http.Handler {
+func handleCreateOrder(tel *telemetry, st *store, f *faults) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req, ok := decode[createOrderRequest](w, r)
 		if !ok {
 			return
 		}
-		o, err := createOrder(r.Context(), tel, st, req.Items)
+		o, err := createOrder(r.Context(), tel, st, f.get(), req.Items)
 		if err != nil {
 			writeShopError(r.Context(), w, err)
 			return
@@ -99,7 +101,7 @@ func handleCreateOrder(tel *telemetry, st *store) http.Handler {
 }
 
 // createOrder prices the order and reserves its stock, in span CreateOrder.
-func createOrder(ctx context.Context, tel *telemetry, st *store, items []lineRequest) (order, error) {
+func createOrder(ctx context.Context, tel *telemetry, st *store, fs faultSettings, items []lineRequest) (order, error) {
 	ctx, span := tel.tracer.Start(ctx, "CreateOrder", trace.WithAttributes(attribute.Int("app.order.items", len(items))))
 	defer span.End()
 	lines, total, err := st.priceLines(items)
@@ -108,7 +110,7 @@ func createOrder(ctx context.Context, tel *telemetry, st *store, items []lineReq
 		tel.logger.InfoContext(ctx, "order rejected", "reason", "unknown_sku", "error", err.Error())
 		return order{}, err
 	}
-	if err := deductInventory(ctx, tel, st, lines); err != nil {
+	if err := deductInventory(ctx, tel, st, fs, lines); err != nil {
 		span.SetStatus(codes.Error, "out_of_stock")
 		return order{}, err
 	}
@@ -119,7 +121,8 @@ func createOrder(ctx context.Context, tel *telemetry, st *store, items []lineReq
 }
 
 // deductInventory takes the order's items off the shelves, all or nothing, in span DeductInventory.
-func deductInventory(ctx context.Context, tel *telemetry, st *store, lines []orderLine) error {
+// Fault injection can slow it down, or refuse a share of orders as out of stock.
+func deductInventory(ctx context.Context, tel *telemetry, st *store, fs faultSettings, lines []orderLine) error {
 	ctx, span := tel.tracer.Start(ctx, "DeductInventory")
 	defer span.End()
 	skus := make([]string, len(lines))
@@ -128,12 +131,21 @@ func deductInventory(ctx context.Context, tel *telemetry, st *store, lines []ord
 		skus[i], quantities[i] = l.SKU, l.Quantity
 	}
 	span.SetAttributes(attribute.StringSlice("app.product.skus", skus), attribute.IntSlice("app.product.quantities", quantities))
-	err := st.reserve(lines)
+	wait(ctx, fs.InventoryDelay)
+	var err error
+	injected := fs.OutOfStockRate > 0 && rand.Float64() < fs.OutOfStockRate
+	if injected {
+		err = &outOfStock{SKU: lines[0].SKU, Requested: lines[0].Quantity}
+	} else {
+		err = st.reserve(lines)
+	}
 	var oos *outOfStock
 	if errors.As(err, &oos) {
 		span.SetStatus(codes.Error, "out_of_stock")
-		span.SetAttributes(attribute.String("app.product.sku", oos.SKU), attribute.Int("app.product.available", oos.Available))
-		tel.logger.WarnContext(ctx, "out of stock", "reason", "out_of_stock", "sku", oos.SKU, "requested", oos.Requested, "available", oos.Available)
+		span.SetAttributes(attribute.String("app.product.sku", oos.SKU), attribute.Int("app.product.available", oos.Available),
+			attribute.Bool("app.fault.injected", injected))
+		tel.logger.WarnContext(ctx, "out of stock", "reason", "out_of_stock", "sku", oos.SKU, "requested", oos.Requested,
+			"available", oos.Available, "injected", injected)
 		return &shopError{Status: http.StatusConflict, Reason: "out_of_stock", Msg: oos.Error()}
 	}
 	return err
@@ -181,7 +193,7 @@ type payResponse struct {
 	AmountCents int64  `json:"amount_cents"`
 }
 
-func handlePay(tel *telemetry, st *store, provider paymentProvider) http.Handler {
+func handlePay(tel *telemetry, st *store, f *faults) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
 		req, ok := decode[payRequest](w, r)
@@ -196,7 +208,7 @@ func handlePay(tel *telemetry, st *store, provider paymentProvider) http.Handler
 			writeShopError(ctx, w, err)
 			return
 		}
-		paymentID, failure := chargePayment(ctx, tel, provider, o, req.Method)
+		paymentID, failure := chargePayment(ctx, tel, f.provider(), o, req.Method)
 		st.finishPayment(o.ID, paymentID, failureReason(failure))
 		if failure != nil {
 			trace.SpanFromContext(ctx).SetStatus(codes.Error, "payment failed: "+failure.Reason)
@@ -288,7 +300,12 @@ type validator interface {
 // decode reads one JSON object of type T from the request body and validates it.
 // On any problem it writes a JSON error with the right 4xx status and returns false.
 func decode[T validator](w http.ResponseWriter, r *http.Request) (T, bool) {
-	var v T
+	var zero T
+	return decodeOnto(w, r, zero)
+}
+
+// decodeOnto is decode starting from v: fields the body leaves out keep v's values.
+func decodeOnto[T validator](w http.ResponseWriter, r *http.Request, v T) (T, bool) {
 	ctx := r.Context()
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {

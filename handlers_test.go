@@ -139,7 +139,7 @@ func TestPayment(t *testing.T) {
 }
 
 func TestPaymentFailureCanBeRetried(t *testing.T) {
-	failing := newTestShop(t, paymentProvider{failureRate: 1})
+	failing := newTestShop(t, faultSettings{PaymentFailureRate: 1})
 	id := mustCreateOrder(t, failing.handler, `{"items":[{"sku":"MUG-OTEL","quantity":1}]}`)
 	rec := do(t, failing.handler, "POST", "/payment/pay", `{"order_id":"`+id+`"}`)
 	e := decodeBody[errorResponse](t, rec)
@@ -164,7 +164,7 @@ func TestPaymentFailureCanBeRetried(t *testing.T) {
 
 // Many clients paying the same order at once: exactly one charge goes through.
 func TestConcurrentPaymentsChargeOnce(t *testing.T) {
-	ts := newTestShop(t, paymentProvider{latency: 5 * time.Millisecond})
+	ts := newTestShop(t, faultSettings{PaymentLatency: latency{Fixed: duration(5 * time.Millisecond)}})
 	id := mustCreateOrder(t, ts.handler, `{"items":[{"sku":"MUG-OTEL","quantity":1}]}`)
 	var wg sync.WaitGroup
 	codes := make(chan int, 20)

@@ -65,6 +65,8 @@ func (b *syncBuffer) String() string {
 // log record the shop makes can be read back.
 type testShop struct {
 	handler http.Handler
+	admin   http.Handler // the fault-injection API, token "secret"
+	faults  *faults
 	store   *store
 	spans   *tracetest.SpanRecorder
 	metrics *sdkmetric.ManualReader
@@ -72,7 +74,7 @@ type testShop struct {
 	stdout  *syncBuffer
 }
 
-func newTestShop(t testing.TB, pay paymentProvider) *testShop {
+func newTestShop(t testing.TB, fs faultSettings) *testShop {
 	t.Helper()
 	ts := &testShop{
 		spans:   tracetest.NewSpanRecorder(),
@@ -101,12 +103,17 @@ func newTestShop(t testing.TB, pay paymentProvider) *testShop {
 	ts.store = newStore(0, 1000, time.Now)
 	var ready atomic.Bool
 	ready.Store(true)
-	ts.handler = newServer(tel, ts.store, pay, &ready)
+	ts.faults = newFaults(fs)
+	if err := registerFaultGauges(mp, ts.faults); err != nil {
+		t.Fatal(err)
+	}
+	ts.handler = newServer(tel, ts.store, ts.faults, &ready)
+	ts.admin = newAdminServer(tel, ts.faults, "secret")
 	return ts
 }
 
-// noFailures is a payment provider that always succeeds, at once.
-var noFailures = paymentProvider{}
+// noFailures: payments always succeed, at once.
+var noFailures = faultSettings{}
 
 // do sends one request to h; a non-empty body is sent as application/json.
 func do(t testing.TB, h http.Handler, method, path, body string) *httptest.ResponseRecorder {

@@ -30,8 +30,11 @@ func main() {
 
 // config is everything the shop can be told, by flag or by environment variable.
 type config struct {
-	addr            string
-	payment         paymentProvider
+	addr string
+	// adminAddr and adminToken: the fault-injection API; off without a token.
+	adminAddr       string
+	adminToken      string
+	faults          faultSettings
 	restockEvery    time.Duration
 	maxOrders       int
 	shutdownTimeout time.Duration
@@ -40,8 +43,12 @@ type config struct {
 // parseConfig reads MINISHOP_* environment variables as defaults, then flags.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
 	cfg := config{
-		addr:            ":8080",
-		payment:         paymentProvider{failureRate: 0.05, latency: 30 * time.Millisecond, jitter: 40 * time.Millisecond},
+		addr:      ":8080",
+		adminAddr: "127.0.0.1:9091",
+		faults: faultSettings{
+			PaymentFailureRate: 0.05,
+			PaymentLatency:     latency{Fixed: duration(30 * time.Millisecond), Jitter: duration(40 * time.Millisecond)},
+		},
 		restockEvery:    15 * time.Second,
 		maxOrders:       20000,
 		shutdownTimeout: 10 * time.Second,
@@ -62,38 +69,49 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 			*dst = d
 		}
 	}
-	envString("MINISHOP_ADDR", &cfg.addr)
-	if v := getenv("MINISHOP_PAYMENT_FAILURE_RATE"); v != "" {
-		f, err := strconv.ParseFloat(v, 64)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("MINISHOP_PAYMENT_FAILURE_RATE=%q: want a number between 0 and 1", v))
+	envRate := func(name string, dst *float64) {
+		if v := getenv(name); v != "" {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: want a number between 0 and 1", name, v))
+			}
+			*dst = f
 		}
-		cfg.payment.failureRate = f
 	}
-	envDuration("MINISHOP_PAYMENT_LATENCY", &cfg.payment.latency)
-	envDuration("MINISHOP_PAYMENT_JITTER", &cfg.payment.jitter)
+	fs := &cfg.faults
+	envString("MINISHOP_ADDR", &cfg.addr)
+	envString("MINISHOP_ADMIN_ADDR", &cfg.adminAddr)
+	envString("MINISHOP_ADMIN_TOKEN", &cfg.adminToken)
+	envRate("MINISHOP_PAYMENT_FAILURE_RATE", &fs.PaymentFailureRate)
+	envDuration("MINISHOP_PAYMENT_LATENCY", (*time.Duration)(&fs.PaymentLatency.Fixed))
+	envDuration("MINISHOP_PAYMENT_JITTER", (*time.Duration)(&fs.PaymentLatency.Jitter))
+	envDuration("MINISHOP_INVENTORY_DELAY", (*time.Duration)(&fs.InventoryDelay.Fixed))
+	envRate("MINISHOP_OUT_OF_STOCK_RATE", &fs.OutOfStockRate)
 	envDuration("MINISHOP_RESTOCK_INTERVAL", &cfg.restockEvery)
 	envDuration("MINISHOP_SHUTDOWN_TIMEOUT", &cfg.shutdownTimeout)
 	if err := errors.Join(errs...); err != nil {
 		return cfg, err
 	}
 
-	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.addr, "addr", cfg.addr, "listen address (MINISHOP_ADDR)")
-	fs.Float64Var(&cfg.payment.failureRate, "payment-failure-rate", cfg.payment.failureRate, "share of payments the simulated provider fails, 0 to 1 (MINISHOP_PAYMENT_FAILURE_RATE)")
-	fs.DurationVar(&cfg.payment.latency, "payment-latency", cfg.payment.latency, "fixed latency of the simulated payment provider (MINISHOP_PAYMENT_LATENCY)")
-	fs.DurationVar(&cfg.payment.jitter, "payment-jitter", cfg.payment.jitter, "random extra latency, up to this much (MINISHOP_PAYMENT_JITTER)")
-	fs.DurationVar(&cfg.restockEvery, "restock-interval", cfg.restockEvery, "how often the shelves are refilled to capacity; 0 never (MINISHOP_RESTOCK_INTERVAL)")
-	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", cfg.shutdownTimeout, "how long to finish requests, then to flush telemetry, on SIGTERM (MINISHOP_SHUTDOWN_TIMEOUT)")
-	if err := fs.Parse(args[1:]); err != nil {
+	flags := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	flags.StringVar(&cfg.addr, "addr", cfg.addr, "listen address (MINISHOP_ADDR)")
+	flags.StringVar(&cfg.adminAddr, "admin-addr", cfg.adminAddr, "listen address of the fault-injection API, enabled by MINISHOP_ADMIN_TOKEN (MINISHOP_ADMIN_ADDR)")
+	flags.Float64Var(&fs.PaymentFailureRate, "payment-failure-rate", fs.PaymentFailureRate, "share of payments the simulated provider fails, 0 to 1 (MINISHOP_PAYMENT_FAILURE_RATE)")
+	flags.DurationVar((*time.Duration)(&fs.PaymentLatency.Fixed), "payment-latency", time.Duration(fs.PaymentLatency.Fixed), "fixed latency of the simulated payment provider (MINISHOP_PAYMENT_LATENCY)")
+	flags.DurationVar((*time.Duration)(&fs.PaymentLatency.Jitter), "payment-jitter", time.Duration(fs.PaymentLatency.Jitter), "random extra latency of the provider, up to this much (MINISHOP_PAYMENT_JITTER)")
+	flags.DurationVar((*time.Duration)(&fs.InventoryDelay.Fixed), "inventory-delay", time.Duration(fs.InventoryDelay.Fixed), "delay added to DeductInventory (MINISHOP_INVENTORY_DELAY)")
+	flags.Float64Var(&fs.OutOfStockRate, "out-of-stock-rate", fs.OutOfStockRate, "share of orders refused as out of stock by fault injection, 0 to 1 (MINISHOP_OUT_OF_STOCK_RATE)")
+	flags.DurationVar(&cfg.restockEvery, "restock-interval", cfg.restockEvery, "how often the shelves are refilled to capacity; 0 never (MINISHOP_RESTOCK_INTERVAL)")
+	flags.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", cfg.shutdownTimeout, "how long to finish requests, then to flush telemetry, on SIGTERM (MINISHOP_SHUTDOWN_TIMEOUT)")
+	if err := flags.Parse(args[1:]); err != nil {
 		return cfg, err
 	}
-	if r := cfg.payment.failureRate; r < 0 || r > 1 {
-		return cfg, fmt.Errorf("payment failure rate %v: want a number between 0 and 1", r)
+	if problems := fs.validate(); len(problems) > 0 {
+		return cfg, fmt.Errorf("invalid settings: %v", problems)
 	}
-	if cfg.payment.latency < 0 || cfg.payment.jitter < 0 || cfg.restockEvery < 0 || cfg.shutdownTimeout <= 0 {
-		return cfg, errors.New("durations must not be negative, and the shutdown timeout must be positive")
+	if cfg.restockEvery < 0 || cfg.shutdownTimeout <= 0 {
+		return cfg, errors.New("the restock interval must not be negative, and the shutdown timeout must be positive")
 	}
 	return cfg, nil
 }
@@ -103,6 +121,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) (err error) {
 	ctx, cancel := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer cancel()
+	if len(args) > 1 && args[1] == "fault" {
+		return runFault(ctx, args[2:], getenv, stdout, stderr)
+	}
 
 	cfg, err := parseConfig(args, getenv, stderr)
 	if err != nil {
@@ -131,28 +152,39 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)
 	}
+	f := newFaults(cfg.faults)
+	if err := registerFaultGauges(prov.meter, f); err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
 	st := newStore(cfg.restockEvery, cfg.maxOrders, time.Now)
 
 	var ready atomic.Bool
-	srv := &http.Server{
-		Handler:           newServer(tel, st, cfg.payment, &ready),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(stdoutOnly.Handler(), slog.LevelWarn),
+	servers := []*http.Server{newHTTPServer(newServer(tel, st, f, &ready), stdoutOnly)}
+	addrs := []string{cfg.addr}
+	if cfg.adminToken != "" {
+		servers = append(servers, newHTTPServer(newAdminServer(tel, f, cfg.adminToken), stdoutOnly))
+		addrs = append(addrs, cfg.adminAddr)
 	}
-	ln, err := net.Listen("tcp", cfg.addr)
-	if err != nil {
-		return err
+	serveErr := make(chan error, len(servers))
+	for i, srv := range servers {
+		ln, err := net.Listen("tcp", addrs[i])
+		if err != nil {
+			for _, started := range servers[:i] {
+				started.Close()
+			}
+			return err
+		}
+		addrs[i] = ln.Addr().String()
+		go func() { serveErr <- srv.Serve(ln) }()
 	}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
 	ready.Store(true)
-	logger.Info("minishop listening", "addr", ln.Addr().String(),
-		"payment_failure_rate", cfg.payment.failureRate,
-		"payment_latency", cfg.payment.latency.String(),
-		"payment_jitter", cfg.payment.jitter.String())
+	logger.Info("minishop listening", "addr", addrs[0], "admin_enabled", cfg.adminToken != "",
+		"payment_failure_rate", cfg.faults.PaymentFailureRate,
+		"payment_latency", time.Duration(cfg.faults.PaymentLatency.Fixed).String(),
+		"payment_jitter", time.Duration(cfg.faults.PaymentLatency.Jitter).String())
+	if len(addrs) > 1 {
+		logger.Info("fault-injection API listening", "admin_addr", addrs[1])
+	}
 
 	select {
 	case err := <-serveErr:
@@ -163,9 +195,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	logger.Info("shutting down: finishing in-flight requests, then flushing telemetry")
 	sctx, cancelShutdown := context.WithTimeout(context.WithoutCancel(ctx), cfg.shutdownTimeout)
 	defer cancelShutdown()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	var errs []error
+	for _, srv := range servers {
+		if err := srv.Shutdown(sctx); err != nil {
+			errs = append(errs, fmt.Errorf("shutdown: %w", err))
+		}
 	}
 	logger.Info("minishop stopped")
-	return nil
+	return errors.Join(errs...)
+}
+
+// newHTTPServer sets the timeouts every listener of the shop needs.
+func newHTTPServer(h http.Handler, errorLog *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(errorLog.Handler(), slog.LevelWarn),
+	}
 }

@@ -105,7 +105,7 @@ func TestOutOfStockMarksDeductInventoryFailed(t *testing.T) {
 }
 
 func TestFailedPaymentTelemetry(t *testing.T) {
-	ts := newTestShop(t, paymentProvider{failureRate: 1})
+	ts := newTestShop(t, faultSettings{PaymentFailureRate: 1})
 	id := mustCreateOrder(t, ts.handler, `{"items":[{"sku":"MUG-OTEL","quantity":1}]}`)
 	rec := do(t, ts.handler, "POST", "/payment/pay", `{"order_id":"`+id+`"}`)
 	reason := decodeBody[errorResponse](t, rec).Reason

@@ -1,0 +1,290 @@
+package main
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// duration is a time.Duration that reads and writes JSON as "250ms".
+type duration time.Duration
+
+func (d duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+func (d *duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration such as \"250ms\"")
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("want a duration such as \"250ms\", not %q", s)
+	}
+	*d = duration(v)
+	return nil
+}
+
+// latency is a fixed delay plus a random one of up to Jitter.
+type latency struct {
+	Fixed  duration `json:"fixed"`
+	Jitter duration `json:"jitter"`
+}
+
+func (l latency) draw() time.Duration {
+	d := time.Duration(l.Fixed)
+	if l.Jitter > 0 {
+		d += rand.N(time.Duration(l.Jitter))
+	}
+	return d
+}
+
+// faultSettings are the lab's knobs for trouble. They start from flags and
+// environment variables and can be changed at runtime through the admin API.
+type faultSettings struct {
+	// PaymentFailureRate is the share of payments the simulated provider fails.
+	PaymentFailureRate float64 `json:"payment_failure_rate"`
+	// PaymentLatency is how long the simulated provider takes.
+	PaymentLatency latency `json:"payment_latency"`
+	// InventoryDelay slows DeductInventory down (the "slow inventory" scenario).
+	InventoryDelay latency `json:"inventory_delay"`
+	// OutOfStockRate refuses this share of reservations as out of stock (an "out-of-stock storm").
+	OutOfStockRate float64 `json:"out_of_stock_rate"`
+	// RouteLatency adds latency to every request of a route, by route pattern ("/order").
+	RouteLatency map[string]latency `json:"route_latency"`
+}
+
+// maxFaultDelay bounds every injected delay below the server's write timeout.
+const maxFaultDelay = 20 * time.Second
+
+func (s faultSettings) validate() map[string]string {
+	problems := map[string]string{}
+	rate := func(name string, v float64) {
+		if v < 0 || v > 1 {
+			problems[name] = "must be between 0 and 1"
+		}
+	}
+	delay := func(name string, l latency) {
+		if l.Fixed < 0 || l.Jitter < 0 || time.Duration(l.Fixed+l.Jitter) > maxFaultDelay {
+			problems[name] = fmt.Sprintf("fixed and jitter must be positive and add up to at most %s", maxFaultDelay)
+		}
+	}
+	rate("payment_failure_rate", s.PaymentFailureRate)
+	rate("out_of_stock_rate", s.OutOfStockRate)
+	delay("payment_latency", s.PaymentLatency)
+	delay("inventory_delay", s.InventoryDelay)
+	for route, l := range s.RouteLatency {
+		if !slices.Contains(apiRoutes, route) {
+			problems["route_latency."+truncate(route)] = "unknown route; use one of " + strings.Join(apiRoutes, ", ")
+			continue
+		}
+		delay("route_latency."+route, l)
+	}
+	return problems
+}
+
+// apiRoutes are the routes whose latency can be raised.
+var apiRoutes = []string{"/order", "/order/{id}", "/payment/pay"}
+
+// faults holds the current settings; handlers read them on every request.
+type faults struct {
+	mu       sync.RWMutex
+	current  faultSettings
+	defaults faultSettings
+}
+
+func newFaults(defaults faultSettings) *faults {
+	return &faults{current: defaults.clone(), defaults: defaults.clone()}
+}
+
+func (s faultSettings) clone() faultSettings {
+	if s.RouteLatency != nil {
+		m := make(map[string]latency, len(s.RouteLatency))
+		for k, v := range s.RouteLatency {
+			m[k] = v
+		}
+		s.RouteLatency = m
+	}
+	return s
+}
+
+func (f *faults) get() faultSettings {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.current.clone()
+}
+
+func (f *faults) set(s faultSettings) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.current = s.clone()
+}
+
+// provider is the simulated payment provider as currently configured.
+func (f *faults) provider() paymentProvider {
+	s := f.get()
+	return paymentProvider{failureRate: s.PaymentFailureRate, latency: time.Duration(s.PaymentLatency.Fixed), jitter: time.Duration(s.PaymentLatency.Jitter)}
+}
+
+// wait sleeps as long as l says, or until ctx ends.
+func wait(ctx context.Context, l latency) {
+	d := l.draw()
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// registerFaultGauges exports the current settings as gauges, so a dashboard
+// shows when trouble was switched on: minishop_fault_payment_failure_rate,
+// minishop_fault_out_of_stock_rate, minishop_fault_inventory_delay_seconds and
+// minishop_fault_route_latency_seconds{route} in Prometheus.
+func registerFaultGauges(mp metric.MeterProvider, f *faults) error {
+	meter := mp.Meter("minishop")
+	failRate, err := meter.Float64ObservableGauge("minishop_fault_payment_failure_rate",
+		metric.WithDescription("Share of payments the simulated provider fails, as set now."))
+	if err != nil {
+		return err
+	}
+	oosRate, err := meter.Float64ObservableGauge("minishop_fault_out_of_stock_rate",
+		metric.WithDescription("Share of reservations refused as out of stock by fault injection, as set now."))
+	if err != nil {
+		return err
+	}
+	invDelay, err := meter.Float64ObservableGauge("minishop_fault_inventory_delay", metric.WithUnit("s"),
+		metric.WithDescription("Mean delay injected into DeductInventory, as set now."))
+	if err != nil {
+		return err
+	}
+	routeDelay, err := meter.Float64ObservableGauge("minishop_fault_route_latency", metric.WithUnit("s"),
+		metric.WithDescription("Mean latency injected into every request of a route, as set now."))
+	if err != nil {
+		return err
+	}
+	mean := func(l latency) float64 { return (time.Duration(l.Fixed) + time.Duration(l.Jitter)/2).Seconds() }
+	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		s := f.get()
+		o.ObserveFloat64(failRate, s.PaymentFailureRate)
+		o.ObserveFloat64(oosRate, s.OutOfStockRate)
+		o.ObserveFloat64(invDelay, mean(s.InventoryDelay))
+		for _, route := range apiRoutes {
+			o.ObserveFloat64(routeDelay, mean(s.RouteLatency[route]), metric.WithAttributes(attribute.String("route", route)))
+		}
+		return nil
+	}, failRate, oosRate, invDelay, routeDelay)
+	return err
+}
+
+// newAdminServer is the fault-injection API. It listens on its own address
+// (localhost natively, the internal network in compose) and wants the token.
+//
+//	GET  /faults        the current settings
+//	PATCH /faults       change some of them: {"payment_failure_rate":0.5}
+//	POST /faults/reset  back to the settings the shop started with
+func newAdminServer(tel *telemetry, f *faults, token string) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /faults", handleGetFaults(f))
+	mux.Handle("PATCH /faults", handlePatchFaults(tel, f))
+	mux.Handle("POST /faults/reset", handleResetFaults(tel, f))
+	mux.Handle("/", handleNotFound())
+	return requireToken(token)(mux)
+}
+
+// injectLatency delays requests of routes that fault injection slowed down.
+func injectLatency(f *faults) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if l, ok := f.get().RouteLatency[routeLabel(r.Pattern)]; ok {
+				wait(r.Context(), l)
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+func constantTimeEqual(a, b string) bool {
+	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}
+
+// requireToken lets through only requests with "Authorization: Bearer <token>".
+func requireToken(token string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || !constantTimeEqual(got, token) {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="minishop-admin"`)
+				writeError(r.Context(), w, http.StatusUnauthorized, "unauthorized", "missing or wrong admin token (Authorization: Bearer $MINISHOP_ADMIN_TOKEN)")
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+func handleGetFaults(f *faults) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		encode(w, http.StatusOK, f.get())
+	})
+}
+
+// faultPatch decodes onto the current settings, so fields left out keep their value.
+type faultPatch struct{ faultSettings }
+
+func (p faultPatch) validate() map[string]string { return p.faultSettings.validate() }
+
+func handlePatchFaults(tel *telemetry, f *faults) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Read-modify-write under the lock would block every request; the admin API
+		// has one user at a time, so a last-writer-wins race is acceptable here.
+		before := f.get()
+		patch, ok := decodeOnto(w, r, faultPatch{before.clone()})
+		if !ok {
+			return
+		}
+		changeFaults(r.Context(), tel, f, before, patch.faultSettings, "patch")
+		encode(w, http.StatusOK, f.get())
+	})
+}
+
+func handleResetFaults(tel *telemetry, f *faults) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		changeFaults(r.Context(), tel, f, f.get(), f.defaults, "reset")
+		encode(w, http.StatusOK, f.get())
+	})
+}
+
+// changeFaults applies new settings and leaves a trace of it: a span with a
+// "faults changed" event and a log record with the old and new values.
+func changeFaults(ctx context.Context, tel *telemetry, f *faults, before, after faultSettings, how string) {
+	ctx, span := tel.tracer.Start(ctx, "ChangeFaults", trace.WithNewRoot())
+	defer span.End()
+	f.set(after)
+	old, _ := json.Marshal(before)
+	now, _ := json.Marshal(after)
+	span.AddEvent("faults changed", trace.WithAttributes(
+		attribute.String("app.faults.change", how),
+		attribute.String("app.faults.before", string(old)),
+		attribute.String("app.faults.after", string(now)),
+	))
+	tel.logger.WarnContext(ctx, "fault injection changed", "change", how,
+		"payment_failure_rate", after.PaymentFailureRate,
+		"payment_latency", time.Duration(after.PaymentLatency.Fixed).String(),
+		"inventory_delay", time.Duration(after.InventoryDelay.Fixed).String(),
+		"out_of_stock_rate", after.OutOfStockRate,
+		"before", string(old), "after", string(now))
+}
