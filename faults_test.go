@@ -157,7 +157,9 @@ func TestFaultCommand(t *testing.T) {
 		t.Errorf("payment after `fault -payment-failure-rate 1` = %d, want a failure", resp.StatusCode)
 	}
 
-	wrong := func(k string) string { return map[string]string{"MINISHOP_ADMIN_TOKEN": "nope", "MINISHOP_ADMIN_ADDR": adminAddr}[k] }
+	wrong := func(k string) string {
+		return map[string]string{"MINISHOP_ADMIN_TOKEN": "nope", "MINISHOP_ADMIN_ADDR": adminAddr}[k]
+	}
 	if err := run(t.Context(), []string{"minishop", "fault"}, wrong, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Errorf("fault with a wrong token: %v", err)
 	}

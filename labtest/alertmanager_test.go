@@ -339,7 +339,8 @@ func TestAlertmanagerDeliversToSlackMock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := msgs[0]; r.Title != "[RESOLVED] MiniShopHighErrorRate" || len(r.Attachments) != 1 || r.Attachments[0].Color != "good" {
+	if r := msgs[0]; r.Title != "[RESOLVED] MiniShopHighErrorRate" || len(r.Attachments) != 1 || r.Attachments[0].Color != "good" ||
+		!strings.Contains(r.Attachments[0].Text, "MiniShopHighErrorRate* is resolved") {
 		t.Errorf("resolved message: %+v", r)
 	}
 }

@@ -148,7 +148,7 @@ func TestAlertmanagerPayloadIsUnderstood(t *testing.T) {
 	if firing.Team != "T00000000" || firing.Bot != "B00000000" {
 		t.Errorf("team %q bot %q", firing.Team, firing.Bot)
 	}
-	if len(firing.Attachments) != 1 || !strings.Contains(firing.Attachments[0].Text, "MiniShop error ratio is 20%") ||
+	if len(firing.Attachments) != 1 || !strings.Contains(firing.Attachments[0].Text, "MiniShop error ratio is 20.11%") ||
 		firing.Attachments[0].Color != "danger" {
 		t.Errorf("attachments = %+v", firing.Attachments)
 	}
@@ -179,7 +179,7 @@ func TestAlertmanagerPayloadIsUnderstood(t *testing.T) {
 			t.Errorf("log %s = %v, want %q", k, e[k], v)
 		}
 	}
-	if text, _ := e["text"].(string); !strings.Contains(text, "MiniShop error ratio is 20%") {
+	if text, _ := e["text"].(string); !strings.Contains(text, "MiniShop error ratio is 20.11%") {
 		t.Errorf("log text = %q", text)
 	}
 	if strings.Contains(logs.String(), "XXXXXXXXXXXXXXXXXXXXXXXX") {
