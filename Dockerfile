@@ -6,10 +6,11 @@
 #   slack-mock    the Slack incoming-webhook mock (./slackmock)         -> /slack-mock, port 8070
 #   healthprobe   the static HTTP health check (./healthprobe), run once by compose to copy itself
 #                 into a volume for the third-party images that ship no wget/curl
+#   loadgen       the load generator (./loadgen)                        -> /loadgen, /healthz on 8089
 #
 # Each is a static Go binary (CGO_ENABLED=0) on distroless "static" (CA certificates, tzdata,
 # /etc/passwd; no shell, no package manager), run as the unprivileged user 65532 ("nonroot").
-# minishop and slack-mock also carry /healthprobe for their compose healthcheck.
+# minishop, slack-mock and loadgen also carry /healthprobe for their compose healthcheck.
 #
 # Build one by hand:  docker build --target minishop -t minishop .
 
@@ -36,6 +37,9 @@ RUN go build -trimpath -ldflags="-s -w" -o /out/slack-mock ./slackmock
 FROM deps AS build-healthprobe
 RUN go build -trimpath -ldflags="-s -w" -o /out/healthprobe ./healthprobe
 
+FROM deps AS build-loadgen
+RUN go build -trimpath -ldflags="-s -w" -o /out/loadgen ./loadgen
+
 # --- final images -----------------------------------------------------------------------------
 
 # The health check alone. Compose runs it as "healthprobe install /probe/healthprobe".
@@ -51,6 +55,13 @@ COPY --from=build-slack-mock /out/slack-mock /slack-mock
 USER 65532:65532
 EXPOSE 8070
 ENTRYPOINT ["/slack-mock"]
+
+# The load generator: simulated shoppers at LOADGEN_RATE requests/s, traced as service "loadgen".
+FROM gcr.io/distroless/static-debian13:nonroot AS loadgen
+COPY --from=build-healthprobe /out/healthprobe /healthprobe
+COPY --from=build-loadgen /out/loadgen /loadgen
+USER 65532:65532
+ENTRYPOINT ["/loadgen"]
 
 # The shop (last, so a plain `docker build .` builds it).
 FROM gcr.io/distroless/static-debian13:nonroot AS minishop
