@@ -38,10 +38,9 @@ ALL_TOOLS=(prometheus amtool alertmanager otelcol jaeger task)
 export GOWORK=off
 
 force=0
-selected=()
 
 usage() {
-	sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	sed -n '2,7p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 log() { printf '==> %s\n' "$*"; }
@@ -108,12 +107,18 @@ deb_installed() {
 	[[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" == "install ok installed" ]]
 }
 
-alertmanager_pids() {
-	# PIDs of running Debian alertmanagers (by exact executable, not by a name pattern).
-	local p exe
+# packaged_alertmanager_pids prints the PIDs of Debian-service-style alertmanagers: the packaged binary,
+# a daemon (parent PID 1), started without --config.file (the lab always passes one). Only such a process
+# can come from the package install; lab or test alertmanagers never match.
+packaged_alertmanager_pids() {
+	local p exe ppid
 	for p in /proc/[0-9]*; do
 		exe=$(readlink "$p/exe" 2>/dev/null || true)
-		[[ $exe == /usr/bin/prometheus-alertmanager ]] && printf '%s\n' "${p#/proc/}"
+		[[ $exe == /usr/bin/prometheus-alertmanager ]] || continue
+		ppid=$(awk '/^PPid:/ { print $2 }' "$p/status" 2>/dev/null || true)
+		[[ $ppid == 1 ]] || continue
+		tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q -- '--config.file' && continue
+		printf '%s\n' "${p#/proc/}"
 	done
 	return 0
 }
@@ -128,7 +133,7 @@ install_alertmanager() {
 			sudo=(sudo)
 		fi
 		local before
-		before=$(alertmanager_pids)
+		before=$(packaged_alertmanager_pids)
 		# The package's maintainer scripts would start a system service; a policy-rc.d that says
 		# "101 = action forbidden" stops invoke-rc.d from doing so. Only add one if there is none.
 		local policy=/usr/sbin/policy-rc.d added_policy=0
@@ -153,9 +158,9 @@ install_alertmanager() {
 			"${sudo[@]}" systemctl disable --now prometheus-alertmanager.service >/dev/null 2>&1 || true
 		fi
 		local p
-		for p in $(alertmanager_pids); do
+		for p in $(packaged_alertmanager_pids); do
 			if ! grep -qx "$p" <<<"$before"; then
-				note "stopping alertmanager PID $p that the package install started"
+				note "stopping the packaged alertmanager service (PID $p) that the install started"
 				"${sudo[@]}" kill "$p" || true
 			fi
 		done
@@ -222,51 +227,58 @@ install_task() {
 	write_stamp task "$key"
 }
 
-while [[ $# -gt 0 ]]; do
-	case $1 in
-	-h | --help)
-		usage
-		exit 0
-		;;
-	-f | --force) force=1 ;;
-	prometheus | promtool) selected+=(prometheus) ;;
-	amtool) selected+=(amtool) ;;
-	alertmanager) selected+=(alertmanager) ;;
-	otelcol | otelcol-minishop | collector) selected+=(otelcol) ;;
-	jaeger) selected+=(jaeger) ;;
-	task) selected+=(task) ;;
-	*)
-		usage >&2
-		die "unknown tool '$1'"
-		;;
-	esac
-	shift
-done
-[[ ${#selected[@]} -gt 0 ]] || selected=("${ALL_TOOLS[@]}")
+# Everything runs from main, which bash parses completely before running it: editing this file while it
+# runs (e.g. a git pull during a long build) cannot derail the run.
+main() {
+	local selected=() tool start total_start f
+	while [[ $# -gt 0 ]]; do
+		case $1 in
+		-h | --help)
+			usage
+			exit 0
+			;;
+		-f | --force) force=1 ;;
+		prometheus | promtool) selected+=(prometheus) ;;
+		amtool) selected+=(amtool) ;;
+		alertmanager) selected+=(alertmanager) ;;
+		otelcol | otelcol-minishop | collector) selected+=(otelcol) ;;
+		jaeger) selected+=(jaeger) ;;
+		task) selected+=(task) ;;
+		*)
+			usage >&2
+			die "unknown tool '$1'"
+			;;
+		esac
+		shift
+	done
+	[[ ${#selected[@]} -gt 0 ]] || selected=("${ALL_TOOLS[@]}")
 
-command -v go >/dev/null || die "Go is required (https://go.dev/dl/); it builds every tool but alertmanager"
-mkdir -p "$BIN" "$STAMPS" "$WORK"
+	command -v go >/dev/null || die "Go is required (https://go.dev/dl/); it builds every tool but alertmanager"
+	mkdir -p "$BIN" "$STAMPS" "$WORK"
 
-log "MiniShop lab tools -> $BIN ($(go version | cut -d' ' -f3))"
-total_start=$(now)
-declare -A seen=()
-for tool in "${selected[@]}"; do
-	[[ -z ${seen[$tool]:-} ]] || continue
-	seen[$tool]=1
-	log "$tool"
-	start=$(now)
-	"install_$tool"
-	note "$tool done in $(elapsed "$start")"
-done
+	log "MiniShop lab tools -> $BIN ($(go version | cut -d' ' -f3))"
+	total_start=$(now)
+	declare -A seen=()
+	for tool in "${selected[@]}"; do
+		[[ -z ${seen[$tool]:-} ]] || continue
+		seen[$tool]=1
+		log "$tool"
+		start=$(now)
+		"install_$tool"
+		note "$tool done in $(elapsed "$start")"
+	done
 
-log "all done in $(elapsed "$total_start"); installed in $BIN:"
-for f in prometheus promtool amtool alertmanager otelcol-minishop jaeger task; do
-	if [[ -e $BIN/$f ]]; then
-		if [[ -L $BIN/$f ]]; then
-			note "$f -> $(readlink "$BIN/$f")"
-		else
-			note "$f"
+	log "all done in $(elapsed "$total_start"); installed in $BIN:"
+	for f in prometheus promtool amtool alertmanager otelcol-minishop jaeger task; do
+		if [[ -e $BIN/$f ]]; then
+			if [[ -L $BIN/$f ]]; then
+				note "$f -> $(readlink "$BIN/$f")"
+			else
+				note "$f"
+			fi
 		fi
-	fi
-done
-note "use them with: export PATH=\"$BIN:\$PATH\""
+	done
+	note "use them with: export PATH=\"$BIN:\$PATH\""
+}
+
+main "$@"
