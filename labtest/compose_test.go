@@ -421,7 +421,7 @@ func TestComposeHealthcheckProbesExist(t *testing.T) {
 			continue
 		}
 		port, _ := strconv.Atoi(m[1])
-		internal := map[string]int{"otel-collector": 13133, "jaeger": 13133}
+		internal := map[string]int{"otel-collector": 13133, "jaeger": 13133, "loadgen": 8089}
 		ok := internal[name] == port
 		for _, pc := range s.Ports {
 			if int(pc.Target) == port {
