@@ -502,8 +502,9 @@ func TestCollectorStartsHealthyAndStops(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if !strings.Contains(string(body), "otelcol_process_uptime") {
-			return fmt.Errorf("no otelcol_process_uptime in /metrics yet")
+		// Names as config.yaml promises them (no _total/unit suffixes): dashboards and docs rely on them.
+		if !regexp.MustCompile(`(?m)^otelcol_process_uptime[{ ]`).Match(body) {
+			return fmt.Errorf("no otelcol_process_uptime series (without suffixes) in /metrics yet")
 		}
 		return nil
 	})
