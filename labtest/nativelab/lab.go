@@ -341,7 +341,8 @@ func (l *Lab) command(name string) (bin string, args, env []string, err error) {
 			"--config.file=" + l.AlertmanagerConfig,
 			"--storage.path=" + filepath.Join(l.Dir, "alertmanager", "data"),
 			"--web.listen-address=" + addr(p.Alertmanager),
-			"--cluster.listen-address=", // a single instance: no gossip port
+			"--web.external-url=" + l.AlertmanagerURL, // the Slack message's link then opens this Alertmanager
+			"--cluster.listen-address=",               // a single instance: no gossip port
 		}
 	case SlackMock:
 		bin = filepath.Join(l.binDir, "slackmock")
@@ -357,6 +358,10 @@ func (l *Lab) command(name string) (bin string, args, env []string, err error) {
 			"JAEGER_HEALTH_LISTEN="+addr(p.JaegerHealth),
 			"JAEGER_METRICS_HOST=127.0.0.1",
 			"JAEGER_METRICS_PORT="+strconv.Itoa(p.JaegerMetrics),
+			// jaeger_query traces its own API calls over OTLP to localhost:4317 by default: in compose that is
+			// Jaeger's own receiver (service "jaeger" in its UI). Natively, send them to the same place,
+			// instead of to whatever listens on 127.0.0.1:4317 (the Collector, with compose ports).
+			"OTEL_EXPORTER_OTLP_ENDPOINT=http://"+addr(p.JaegerOTLPGRPC),
 		)
 	case Prometheus:
 		bin = filepath.Join(l.toolsBin, "prometheus")
@@ -525,6 +530,16 @@ func (l *Lab) PID(name string) int {
 		}
 	}
 	return 0
+}
+
+// StartedAt is when a program was last started (zero if never).
+func (l *Lab) StartedAt(name string) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if p := l.procs[name]; p != nil {
+		return p.started
+	}
+	return time.Time{}
 }
 
 // LogFile is where a program's output goes.

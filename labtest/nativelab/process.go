@@ -21,6 +21,7 @@ type process struct {
 	cmd     *exec.Cmd
 	logPath string
 	logFile *os.File
+	started time.Time
 	done    chan struct{} // closed once the process has exited and been waited for
 	err     error         // Wait's result, valid after done
 }
@@ -43,7 +44,7 @@ func startProcess(name, bin string, args, env []string, dir, logPath string) (*p
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &process{name: name, cmd: cmd, logPath: logPath, logFile: f, done: make(chan struct{})}
+	p := &process{name: name, cmd: cmd, logPath: logPath, logFile: f, started: time.Now(), done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		fmt.Fprintf(f, "=== nativelab: %s (pid %d) exited at %s: %v\n", name, cmd.Process.Pid, time.Now().Format(time.RFC3339), exitText(p.err))
