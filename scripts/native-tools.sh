@@ -175,7 +175,8 @@ install_alertmanager() {
 install_otelcol() {
 	local manifest=$REPO/collector/manifest.yaml
 	[[ -f $manifest ]] || die "otelcol: $manifest not found"
-	local key="otelcol-minishop builder $BUILDER_VERSION manifest $(hash_files "$manifest")"
+	local key
+	key="otelcol-minishop builder $BUILDER_VERSION manifest $(hash_files "$manifest")"
 	if stamp_ok otelcol "$key" otelcol-minishop; then
 		note "up to date (builder $BUILDER_VERSION, manifest unchanged)"
 		return
@@ -205,7 +206,8 @@ install_otelcol() {
 
 install_jaeger() {
 	local mod=$REPO/tools/jaeger
-	local key="jaeger $(hash_files "$mod/go.mod" "$mod/go.sum")"
+	local key
+	key="jaeger $(hash_files "$mod/go.mod" "$mod/go.sum")"
 	if stamp_ok jaeger "$key" jaeger; then
 		note "up to date (tools/jaeger/go.mod unchanged)"
 		return
@@ -217,7 +219,8 @@ install_jaeger() {
 
 install_task() {
 	local mod=$REPO/tools/task
-	local key="task $(hash_files "$mod/go.mod" "$mod/go.sum")"
+	local key
+	key="task $(hash_files "$mod/go.mod" "$mod/go.sum")"
 	if stamp_ok task "$key" task; then
 		note "up to date (tools/task/go.mod unchanged)"
 		return
