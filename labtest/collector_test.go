@@ -609,9 +609,10 @@ func promQuery(base, query string) ([]map[string]string, error) {
 	return out, nil
 }
 
-// The contract's metric names and labels, checked end to end with the real programs: OTLP in, through
-// collector/config.yaml's remote-write exporter, into a real Prometheus 3 with exemplar storage.
-func TestCollectorRemoteWriteNamesMatchContract(t *testing.T) {
+// startRemoteWritePrometheus starts a real Prometheus on a free loopback port that accepts remote write and
+// stores exemplars (as compose runs it), with nothing to scrape; it returns the process and its base URL.
+func startRemoteWritePrometheus(t *testing.T) (*labProcess, string) {
+	t.Helper()
 	promBin := toolPath(t, "prometheus")
 	dir := t.TempDir()
 	promCfg := filepath.Join(dir, "prometheus.yml")
@@ -628,7 +629,13 @@ func TestCollectorRemoteWriteNamesMatchContract(t *testing.T) {
 		_, err := httpGetOK(promURL + "/-/ready")
 		return err
 	})
+	return prom, promURL
+}
 
+// The contract's metric names and labels, checked end to end with the real programs: OTLP in, through
+// collector/config.yaml's remote-write exporter, into a real Prometheus 3 with exemplar storage.
+func TestCollectorRemoteWriteNamesMatchContract(t *testing.T) {
+	prom, promURL := startRemoteWritePrometheus(t)
 	col, e := startCollector(t, map[string]string{"PROMETHEUS_REMOTE_WRITE_ENDPOINT": promURL + "/api/v1/write"})
 	const traceID, spanID = "5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174"
 	otlpJSONPost(t, e.http, "metrics", shopMetrics(traceID, spanID, time.Now()))
@@ -690,4 +697,22 @@ func TestCollectorRemoteWriteNamesMatchContract(t *testing.T) {
 	if len(series) != 0 {
 		t.Errorf("telemetry.sdk.* became labels: %v", series)
 	}
+}
+
+// recipes/add-environment.yaml: the new resource attribute reaches Prometheus as a label (docs/labs.md 5d).
+func TestCollectorEnvironmentRecipeAddsLabel(t *testing.T) {
+	prom, promURL := startRemoteWritePrometheus(t)
+	col, e := startCollector(t, map[string]string{"PROMETHEUS_REMOTE_WRITE_ENDPOINT": promURL + "/api/v1/write"},
+		"collector/recipes/add-environment.yaml")
+	otlpJSONPost(t, e.http, "metrics", shopMetrics("5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174", time.Now()))
+	pollUntil(t, "request_total with deployment_environment_name", 30*time.Second, []*labProcess{prom, col}, func() error {
+		series, err := promQuery(promURL, `request_total{deployment_environment_name="lab", app="minishop"}`)
+		if err != nil {
+			return err
+		}
+		if len(series) == 0 {
+			return fmt.Errorf("no request_total{deployment_environment_name=\"lab\"} yet")
+		}
+		return nil
+	})
 }

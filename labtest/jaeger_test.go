@@ -228,3 +228,168 @@ func TestListensOnAllInterfacesSeesWildcardListeners(t *testing.T) {
 		ln.Close()
 	}
 }
+
+// testSpan is one span of an OTLP/JSON trace export, in the shop's shape.
+type testSpan struct {
+	traceID, spanID, name string
+	kind                  int           // 2 = server, 3 = client
+	duration              time.Duration // ends now
+	errStatus             bool
+	attrs                 map[string]string
+}
+
+// postSpans sends the spans as one OTLP/HTTP JSON request to the Collector.
+func postSpans(t *testing.T, httpAddr string, spans ...testSpan) {
+	t.Helper()
+	now := time.Now()
+	var out []any
+	for _, s := range spans {
+		var attrs []any
+		for k, v := range s.attrs {
+			attrs = append(attrs, map[string]any{"key": k, "value": map[string]any{"stringValue": v}})
+		}
+		span := map[string]any{"traceId": s.traceID, "spanId": s.spanID, "name": s.name, "kind": s.kind,
+			"startTimeUnixNano": fmt.Sprint(now.Add(-s.duration).UnixNano()), "endTimeUnixNano": fmt.Sprint(now.UnixNano()),
+			"attributes": attrs}
+		if s.errStatus {
+			span["status"] = map[string]any{"code": 2, "message": "card_declined"}
+		}
+		out = append(out, span)
+	}
+	otlpJSONPost(t, httpAddr, "traces", map[string]any{"resourceSpans": []any{map[string]any{
+		"resource":   shopResource(),
+		"scopeSpans": []any{map[string]any{"scope": map[string]any{"name": "minishop"}, "spans": out}},
+	}}})
+}
+
+// jaegerTrace fetches a trace by id: its spans' tags, or found=false when Jaeger does not have it.
+func jaegerTrace(queryAddr, traceID string) (tags []map[string]string, found bool, err error) {
+	resp, err := labHTTP.Get("http://" + queryAddr + "/api/traces/" + traceID)
+	if err != nil {
+		return nil, false, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == 404 {
+		return nil, false, nil
+	}
+	var r struct {
+		Data []struct {
+			Spans []struct {
+				Tags []struct {
+					Key   string `json:"key"`
+					Value any    `json:"value"`
+				} `json:"tags"`
+			} `json:"spans"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return nil, false, err
+	}
+	if len(r.Data) == 0 {
+		return nil, false, nil
+	}
+	for _, s := range r.Data[0].Spans {
+		m := map[string]string{}
+		for _, tag := range s.Tags {
+			m[tag.Key] = fmt.Sprint(tag.Value)
+		}
+		tags = append(tags, m)
+	}
+	return tags, true, nil
+}
+
+// traceIDFor makes a distinct, valid 32-hex-digit trace id.
+func traceIDFor(prefix byte, i int) string { return fmt.Sprintf("%c%031x", prefix, i+1) }
+
+// Each recipe does what collector/recipes/README.md and docs/labs.md say, observed in a real Jaeger.
+func TestCollectorRecipesBehaveInJaeger(t *testing.T) {
+	t.Parallel()
+	toolPath(t, "jaeger")
+	toolPath(t, "otelcol-minishop")
+
+	t.Run("redact-attributes", func(t *testing.T) {
+		t.Parallel()
+		jg, je := startJaeger(t)
+		col, ce := startCollector(t, map[string]string{"JAEGER_OTLP_ENDPOINT": je.otlpGRPC}, "collector/recipes/redact-attributes.yaml")
+		id := traceIDFor('a', 0)
+		postSpans(t, ce.http, testSpan{traceID: id, spanID: "00f067aa0ba902b7", name: "POST /order", kind: 2,
+			duration: 50 * time.Millisecond, attrs: map[string]string{
+				"client.address": "127.0.0.1:55555", "user_agent.original": "curl/8.5.0", "http.route": "/order"}})
+		pollUntil(t, "redacted span in jaeger", 30*time.Second, []*labProcess{jg, col}, func() error {
+			tags, found, err := jaegerTrace(je.query, id)
+			if err != nil || !found {
+				return fmt.Errorf("trace not in jaeger yet (%v)", err)
+			}
+			got := tags[0]
+			if _, ok := got["user_agent.original"]; ok {
+				t.Errorf("user_agent.original survived: %v", got)
+			}
+			if a := got["client.address"]; a == "" || a == "127.0.0.1:55555" {
+				t.Errorf("client.address = %q, want a hash", a)
+			}
+			if got["http.route"] != "/order" {
+				t.Errorf("http.route = %q: the recipe must leave other attributes alone", got["http.route"])
+			}
+			return nil
+		})
+	})
+
+	t.Run("drop-health-checks", func(t *testing.T) {
+		t.Parallel()
+		jg, je := startJaeger(t)
+		col, ce := startCollector(t, map[string]string{"JAEGER_OTLP_ENDPOINT": je.otlpGRPC}, "collector/recipes/drop-health-checks.yaml")
+		health, order := traceIDFor('b', 0), traceIDFor('b', 1)
+		postSpans(t, ce.http,
+			testSpan{traceID: health, spanID: "00f067aa0ba902b7", name: "GET /healthz", kind: 2, duration: time.Millisecond,
+				attrs: map[string]string{"url.path": "/healthz"}},
+			testSpan{traceID: order, spanID: "00f067aa0ba902b8", name: "POST /order", kind: 2, duration: 20 * time.Millisecond,
+				attrs: map[string]string{"url.path": "/order"}})
+		pollUntil(t, "order trace in jaeger", 30*time.Second, []*labProcess{jg, col}, func() error {
+			_, found, err := jaegerTrace(je.query, order)
+			if err != nil || !found {
+				return fmt.Errorf("order trace not in jaeger yet (%v)", err)
+			}
+			return nil
+		})
+		// Both spans came in one request, so they were exported together: the health check is gone for good.
+		if _, found, err := jaegerTrace(je.query, health); err != nil || found {
+			t.Errorf("health-check trace reached jaeger (found=%v, err=%v)", found, err)
+		}
+	})
+
+	t.Run("tail-sampling", func(t *testing.T) {
+		t.Parallel()
+		jg, je := startJaeger(t)
+		col, ce := startCollector(t, map[string]string{"JAEGER_OTLP_ENDPOINT": je.otlpGRPC}, "collector/recipes/tail-sampling.yaml")
+		failed, slow := traceIDFor('c', 0), traceIDFor('c', 1)
+		spans := []testSpan{
+			{traceID: failed, spanID: "00f067aa0ba902b7", name: "ChargePayment", kind: 3, duration: 30 * time.Millisecond, errStatus: true},
+			{traceID: slow, spanID: "00f067aa0ba902b8", name: "POST /order", kind: 2, duration: 900 * time.Millisecond},
+		}
+		const fast = 20
+		for i := range fast {
+			spans = append(spans, testSpan{traceID: traceIDFor('d', i), spanID: fmt.Sprintf("%016x", i+1), name: "POST /order",
+				kind: 2, duration: 10 * time.Millisecond})
+		}
+		postSpans(t, ce.http, spans...)
+		pollUntil(t, "error and slow traces kept (after decision_wait)", 60*time.Second, []*labProcess{jg, col}, func() error {
+			for _, id := range []string{failed, slow} {
+				if _, found, err := jaegerTrace(je.query, id); err != nil || !found {
+					return fmt.Errorf("trace %s not in jaeger yet (%v)", id, err)
+				}
+			}
+			return nil
+		})
+		kept := 0
+		for i := range fast {
+			if _, found, _ := jaegerTrace(je.query, traceIDFor('d', i)); found {
+				kept++
+			}
+		}
+		// 10% baseline: keeping all 20 fast traces would happen with probability 1e-20.
+		if kept == fast {
+			t.Errorf("all %d fast, successful traces were kept: tail sampling did not sample", fast)
+		}
+		t.Logf("fast successful traces kept by the 10%% baseline: %d of %d", kept, fast)
+	})
+}
