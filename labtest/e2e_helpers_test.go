@@ -198,7 +198,7 @@ type e2eTally struct {
 	mu        sync.Mutex
 	Requests  map[e2eKey]int
 	Errors    map[e2eErrKey]int
-	Transport []error // requests that got no HTTP answer
+	Transport []error // requests that got no (proper) HTTP answer; not counted in Requests
 	All       []e2eResp
 }
 
@@ -211,8 +211,9 @@ func (t *e2eTally) add(rs ...e2eResp) {
 	defer t.mu.Unlock()
 	for _, r := range rs {
 		t.All = append(t.All, r)
-		if r.Status == 0 {
-			t.Transport = append(t.Transport, r.Err)
+		if r.Status == 0 || r.Err != nil {
+			// No answer, or a broken one (unreadable body, X-Trace-Id not the traceresponse's trace id).
+			t.Transport = append(t.Transport, fmt.Errorf("%s %s: status %d: %w", r.Method, r.Path, r.Status, r.Err))
 			continue
 		}
 		k := e2eKey{r.Method, r.Route, strconv.Itoa(r.Status)}

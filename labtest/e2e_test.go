@@ -446,6 +446,14 @@ func e2eLogs(t *testing.T, lab *nativelab.Lab, st *e2eState) {
 		}
 		return nil
 	})
+	// What the Collector's otlp_http exporter sent is what Loki's OTLP endpoint gets: OTLP protobuf.
+	formats := lab.LogSink.Formats()
+	for f := range formats {
+		if !strings.HasPrefix(f, "application/x-protobuf") {
+			t.Errorf("the Collector sent logs as %s (all: %v); Loki would get the same", f, formats)
+		}
+	}
+	t.Logf("the Collector's Loki exporter sent %v", formats)
 	t.Logf("log %q (severity %s, reason %v) carries trace %s / span %s, both in Jaeger; resource %v",
 		rec.BodyString(), rec.SeverityText, rec.Attributes["reason"], rec.TraceID, rec.SpanID, rec.Resource)
 }
@@ -641,6 +649,9 @@ func e2eThroughput(t *testing.T, lab *nativelab.Lab, st *e2eState) {
 	t.Logf("  telemetry on  (OTLP to the real Collector): %7.0f requests/s, p50 %v, p99 %v", onRPS, onP50.Round(10*time.Microsecond), onP99.Round(10*time.Microsecond))
 	t.Logf("  telemetry off (OTEL_SDK_DISABLED=true):     %7.0f requests/s, p50 %v, p99 %v", offRPS, offP50.Round(10*time.Microsecond), offP99.Round(10*time.Microsecond))
 	t.Logf("  on/off ratio: %.2f", onRPS/offRPS)
+	if e2eRaceDetector {
+		t.Logf("  (this test binary runs under -race: the instrumented load generator, not the shop, limits both runs, so the ratio understates the telemetry's cost; run without -race for the real number: go test -run 'TestE2E/Throughput' -v .)")
+	}
 	if math.IsNaN(onRPS / offRPS) {
 		t.Errorf("no measurement")
 	}

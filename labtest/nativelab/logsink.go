@@ -59,6 +59,7 @@ type LogSink struct {
 	total    int64       // records ever received
 	requests int64       // export requests accepted
 	rejected int64       // export requests refused as malformed
+	formats  map[string]int64
 
 	ln  net.Listener
 	srv *http.Server
@@ -157,6 +158,16 @@ func (s *LogSink) handleExport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.add(&req, isJSON)
+	format := ct
+	if enc := r.Header.Get("Content-Encoding"); enc != "" {
+		format += "+" + strings.ToLower(enc)
+	}
+	s.mu.Lock()
+	if s.formats == nil {
+		s.formats = map[string]int64{}
+	}
+	s.formats[format]++
+	s.mu.Unlock()
 
 	var resp []byte
 	if isJSON {
@@ -289,6 +300,18 @@ func (s *LogSink) Stats() (records, requests, rejected int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.total, s.requests, s.rejected
+}
+
+// Formats counts the accepted export requests by Content-Type (+Content-Encoding), e.g.
+// "application/x-protobuf+gzip".
+func (s *LogSink) Formats() map[string]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int64, len(s.formats))
+	for k, v := range s.formats {
+		out[k] = v
+	}
+	return out
 }
 
 // Find returns the kept records for which match is true, oldest first.

@@ -252,6 +252,9 @@ func TestLogSinkProtobufGzipAndJSON(t *testing.T) {
 		t.Fatalf("protobuf export: %s %s", resp.Status, resp.Header.Get("Content-Type"))
 	}
 	checkSample(t, s)
+	if f := s.Formats(); f["application/x-protobuf+gzip"] != 1 {
+		t.Errorf("formats %v", f)
+	}
 
 	// OTLP JSON (hex ids, as the spec says) to /v1/logs.
 	s2 := NewLogSink(5)

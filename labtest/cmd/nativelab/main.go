@@ -110,7 +110,9 @@ func run() error {
 	fmt.Printf("Try:\n  curl -si -X POST %s/order -H 'Content-Type: application/json' -d '{\"items\":[{\"sku\":\"MUG-OTEL\",\"quantity\":1}]}'\n", lab.ShopURL)
 	fmt.Printf("Ctrl-C stops every program the lab started.\n\n")
 
-	// Report a program that dies on its own (a bad config edit, a port taken).
+	// Report a program that dies on its own (a bad config edit, a port taken). Also stop if the parent
+	// goes away: `go run` does not pass a SIGTERM on, and its child would otherwise keep the lab running.
+	parent := os.Getppid()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	reported := map[string]bool{}
@@ -120,6 +122,10 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case <-tick.C:
+			if os.Getppid() != parent {
+				logf("parent process %d is gone", parent)
+				break loop
+			}
 			for _, name := range []string{nativelab.Alertmanager, nativelab.SlackMock, nativelab.Jaeger, nativelab.Prometheus, nativelab.Collector, nativelab.Shop} {
 				if lab.PID(name) == 0 && !reported[name] {
 					reported[name] = true
