@@ -11,7 +11,8 @@ package labtest
 // them elsewhere. TestE2E shares one lab between its subtests, which run in order; TestE2EAlerting has
 // its own lab (it needs exclusive control of the error rate).
 //
-//	cd labtest && go test -run 'TestE2E' -v -count=1 -timeout 15m .
+//	cd labtest && go test -run 'TestE2E' -v -count=1 -timeout 15m .      (both; ~3 min on 2 cores)
+//	cd labtest && go test -run '^TestE2E$/Traces' -v -count=1 .           (one subtest, on its own lab)
 
 import (
 	"context"
@@ -72,9 +73,11 @@ func TestE2E(t *testing.T) {
 		{"ShutdownFlush", e2eShutdownFlush},
 	}
 	for _, s := range steps {
-		start := time.Now()
-		t.Run(s.name, func(t *testing.T) { s.fn(t, lab, st) })
-		t.Logf("%s took %s", s.name, time.Since(start).Round(100*time.Millisecond))
+		t.Run(s.name, func(t *testing.T) {
+			start := time.Now()
+			defer func() { t.Logf("%s took %s", s.name, time.Since(start).Round(100*time.Millisecond)) }()
+			s.fn(t, lab, st)
+		})
 	}
 }
 
@@ -714,7 +717,7 @@ func e2eThroughput(t *testing.T, lab *nativelab.Lab, st *e2eState) {
 	t.Logf("  telemetry off (OTEL_SDK_DISABLED=true):     %7.0f requests/s, p50 %v, p99 %v", offRPS, offP50.Round(10*time.Microsecond), offP99.Round(10*time.Microsecond))
 	t.Logf("  on/off ratio: %.2f", onRPS/offRPS)
 	if e2eRaceDetector {
-		t.Logf("  (this test binary runs under -race: the instrumented load generator, not the shop, limits both runs, so the ratio understates the telemetry's cost; run without -race for the real number: go test -run 'TestE2E/Throughput' -v .)")
+		t.Logf("  (this test binary runs under -race: the instrumented load generator, not the shop, limits both runs, so the ratio understates the telemetry's cost; run without -race for the real number: go test -run '^TestE2E$/Throughput' -v .)")
 	}
 	if math.IsNaN(onRPS / offRPS) {
 		t.Errorf("no measurement")
