@@ -358,9 +358,9 @@ func (l *Lab) command(name string) (bin string, args, env []string, err error) {
 			"JAEGER_HEALTH_LISTEN="+addr(p.JaegerHealth),
 			"JAEGER_METRICS_HOST=127.0.0.1",
 			"JAEGER_METRICS_PORT="+strconv.Itoa(p.JaegerMetrics),
-			// jaeger_query traces its own API calls over OTLP to localhost:4317 by default: in compose that is
-			// Jaeger's own receiver (service "jaeger" in its UI). Natively, send them to the same place,
-			// instead of to whatever listens on 127.0.0.1:4317 (the Collector, with compose ports).
+			// Should jaeger_query's self-tracing be turned on (enable_tracing; jaeger/config.yaml turns it off),
+			// it exports over OTLP to localhost:4317: in compose, Jaeger's own receiver. Natively, send it to
+			// the same place, not to whatever listens on 127.0.0.1:4317 (the Collector, with compose ports).
 			"OTEL_EXPORTER_OTLP_ENDPOINT=http://"+addr(p.JaegerOTLPGRPC),
 		)
 	case Prometheus:
