@@ -29,10 +29,13 @@ var contractDatasources = map[string]string{"prometheus": "prometheus", "loki": 
 
 // Series the shop and Prometheus produce (lab contract), i.e. the only non-rule metric names a
 // dashboard may query. Classic histogram names: a native-histogram name would silently show nothing.
+// The minishop_fault_* gauges are the fault-injection settings (faults.go), as remote write names them.
 var contractRawMetrics = []string{
 	"request_total", "error_total",
 	"request_duration_seconds_bucket", "request_duration_seconds_sum", "request_duration_seconds_count",
 	"ALERTS", "ALERTS_FOR_STATE", "up",
+	"minishop_fault_payment_failure_rate", "minishop_fault_out_of_stock_rate",
+	"minishop_fault_inventory_delay_seconds", "minishop_fault_route_latency_seconds",
 }
 
 // Recording rules named by the lab contract; used only while prometheus/rules/*.yml is absent.
