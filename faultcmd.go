@@ -24,6 +24,7 @@ func runFault(ctx context.Context, args []string, getenv func(string) string, st
 	addr := flags.String("admin-addr", or(getenv("MINISHOP_ADMIN_ADDR"), "127.0.0.1:9091"), "the shop's admin address (MINISHOP_ADMIN_ADDR)")
 	reset := flags.Bool("reset", false, "back to the settings the shop started with")
 	failRate := flags.Float64("payment-failure-rate", 0, "share of payments that fail, 0 to 1")
+	failReason := flags.String("payment-failure-reason", "", "every failure this reason (card_declined, insufficient_funds, gateway_timeout); empty: the usual mix")
 	payLatency := flags.Duration("payment-latency", 0, "fixed latency of the payment provider")
 	payJitter := flags.Duration("payment-jitter", 0, "random extra latency of the payment provider")
 	invDelay := flags.Duration("inventory-delay", 0, "delay added to DeductInventory")
@@ -66,6 +67,8 @@ func runFault(ctx context.Context, args []string, getenv func(string) string, st
 		switch f.Name {
 		case "payment-failure-rate":
 			patch["payment_failure_rate"] = *failRate
+		case "payment-failure-reason":
+			patch["payment_failure_reason"] = *failReason
 		case "out-of-stock-rate":
 			patch["out_of_stock_rate"] = *oosRate
 		case "route-latency":

@@ -54,6 +54,9 @@ func (l latency) draw() time.Duration {
 type faultSettings struct {
 	// PaymentFailureRate is the share of payments the simulated provider fails.
 	PaymentFailureRate float64 `json:"payment_failure_rate"`
+	// PaymentFailureReason makes every failure this one (card_declined, insufficient_funds or
+	// gateway_timeout) instead of the usual mix; gateway_timeout is a provider outage (504).
+	PaymentFailureReason string `json:"payment_failure_reason"`
 	// PaymentLatency is how long the simulated provider takes.
 	PaymentLatency latency `json:"payment_latency"`
 	// InventoryDelay slows DeductInventory down (the "slow inventory" scenario).
@@ -80,6 +83,9 @@ func (s faultSettings) validate() map[string]string {
 		}
 	}
 	rate("payment_failure_rate", s.PaymentFailureRate)
+	if s.PaymentFailureReason != "" && failureByReason(s.PaymentFailureReason) == nil {
+		problems["payment_failure_reason"] = "must be empty (the usual mix), card_declined, insufficient_funds or gateway_timeout"
+	}
 	rate("out_of_stock_rate", s.OutOfStockRate)
 	delay("payment_latency", s.PaymentLatency)
 	delay("inventory_delay", s.InventoryDelay)
@@ -133,7 +139,12 @@ func (f *faults) set(s faultSettings) {
 // provider is the simulated payment provider as currently configured.
 func (f *faults) provider() paymentProvider {
 	s := f.get()
-	return paymentProvider{failureRate: s.PaymentFailureRate, latency: time.Duration(s.PaymentLatency.Fixed), jitter: time.Duration(s.PaymentLatency.Jitter)}
+	return paymentProvider{
+		failureRate:   s.PaymentFailureRate,
+		failureReason: s.PaymentFailureReason,
+		latency:       time.Duration(s.PaymentLatency.Fixed),
+		jitter:        time.Duration(s.PaymentLatency.Jitter),
+	}
 }
 
 // wait sleeps as long as l says, or until ctx ends.

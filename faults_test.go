@@ -74,6 +74,7 @@ func TestFaultSettingsAreValidated(t *testing.T) {
 	ts := newTestShop(t, noFailures)
 	for _, body := range []string{
 		`{"payment_failure_rate":2}`,
+		`{"payment_failure_reason":"bank_on_fire"}`,
 		`{"out_of_stock_rate":-0.1}`,
 		`{"inventory_delay":{"fixed":"forever"}}`,
 		`{"inventory_delay":{"fixed":"1h"}}`,
@@ -88,6 +89,18 @@ func TestFaultSettingsAreValidated(t *testing.T) {
 	}
 	if got := ts.faults.get(); got.PaymentFailureRate != 0 || got.InventoryDelay.Fixed != 0 || len(got.RouteLatency) != 0 {
 		t.Errorf("rejected patches changed the settings: %+v", got)
+	}
+}
+
+// A provider outage: every payment times out at the gateway (504), a server-side failure the SLO counts.
+func TestPaymentOutageIsGatewayTimeouts(t *testing.T) {
+	ts := newTestShop(t, faultSettings{PaymentFailureRate: 1, PaymentFailureReason: "gateway_timeout"})
+	for range 10 {
+		id := mustCreateOrder(t, ts.handler, `{"items":[{"sku":"STICKER-PACK","quantity":1}]}`)
+		rec := do(t, ts.handler, "POST", "/payment/pay", `{"order_id":"`+id+`"}`)
+		if rec.Code != 504 || decodeBody[errorResponse](t, rec).Reason != "gateway_timeout" {
+			t.Fatalf("payment during an outage = %d %s", rec.Code, rec.Body)
+		}
 	}
 }
 
@@ -138,7 +151,7 @@ func TestFaultCommand(t *testing.T) {
 	env := func(k string) string {
 		return map[string]string{"MINISHOP_ADMIN_TOKEN": "lab-token", "MINISHOP_ADMIN_ADDR": adminAddr}[k]
 	}
-	if err := run(t.Context(), []string{"minishop", "fault", "-payment-failure-rate", "1", "-route-latency", "/order=1ms+1ms"}, env, &out, io.Discard); err != nil {
+	if err := run(t.Context(), []string{"minishop", "fault", "-payment-failure-rate", "1", "-payment-failure-reason", "card_declined", "-route-latency", "/order=1ms+1ms"}, env, &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), `"payment_failure_rate": 1`) || !strings.Contains(out.String(), `"/order"`) {
@@ -153,7 +166,7 @@ func TestFaultCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp := post(t, "http://"+addr+"/payment/pay", `{"order_id":"`+o.ID+`"}`); resp.StatusCode != 402 && resp.StatusCode != 504 {
+	if resp := post(t, "http://"+addr+"/payment/pay", `{"order_id":"`+o.ID+`"}`); resp.StatusCode != 402 {
 		t.Errorf("payment after `fault -payment-failure-rate 1` = %d, want a failure", resp.StatusCode)
 	}
 

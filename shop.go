@@ -247,6 +247,8 @@ type paymentProvider struct {
 	failureRate float64
 	latency     time.Duration
 	jitter      time.Duration
+	// failureReason, if set, is the reason of every failure instead of the usual mix.
+	failureReason string
 }
 
 // charge waits as long as a remote call would and returns a payment id, or the failure.
@@ -261,6 +263,9 @@ func (p paymentProvider) charge() (string, *paymentFailure) {
 	if rand.Float64() >= p.failureRate {
 		return newID("pay"), nil
 	}
+	if f := failureByReason(p.failureReason); f != nil {
+		return "", f
+	}
 	pick := rand.Float64()
 	for _, f := range paymentFailures {
 		if pick < f.weight {
@@ -269,6 +274,16 @@ func (p paymentProvider) charge() (string, *paymentFailure) {
 		pick -= f.weight
 	}
 	return "", &paymentFailures[0].paymentFailure
+}
+
+// failureByReason finds a failure mode by its reason, or nil.
+func failureByReason(reason string) *paymentFailure {
+	for _, f := range paymentFailures {
+		if f.Reason == reason {
+			return &f.paymentFailure
+		}
+	}
+	return nil
 }
 
 func newID(prefix string) string {

@@ -203,6 +203,14 @@ func e2eDashboardsAndRules(t *testing.T, lab *nativelab.Lab, st *e2eState) {
 			exprs = append(exprs, expr{q.String(), q.Expr})
 		}
 	}
+	// The queries docs/labs.md and the README tell readers to type, so the exercises cannot rot.
+	docs, err := DocsPromQL(repoRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range docs {
+		exprs = append(exprs, expr{fmt.Sprintf("docs %s:%d", q.File, q.Line), q.Expr})
+	}
 	records, alerts := e2eRuleExprs(t)
 	for _, r := range records {
 		exprs = append(exprs, expr{"recording rule " + r[0] + " (its name)", r[0]}, expr{"recording rule " + r[0] + " (its expr)", r[1]})
@@ -210,8 +218,8 @@ func e2eDashboardsAndRules(t *testing.T, lab *nativelab.Lab, st *e2eState) {
 	for _, a := range alerts {
 		exprs = append(exprs, expr{"alert " + a[0] + " (its expr)", a[1]})
 	}
-	if len(qs) == 0 || len(records) == 0 || len(alerts) == 0 {
-		t.Fatalf("found %d dashboard queries, %d recording rules, %d alerts", len(qs), len(records), len(alerts))
+	if len(qs) == 0 || len(docs) == 0 || len(records) == 0 || len(alerts) == 0 {
+		t.Fatalf("found %d dashboard queries, %d docs queries, %d recording rules, %d alerts", len(qs), len(docs), len(records), len(alerts))
 	}
 	// Empty results are allowed only where "nothing" is the right answer while no alert fires: the ALERTS
 	// series and alert conditions (a threshold comparison is empty below the threshold).
@@ -276,8 +284,8 @@ func e2eDashboardsAndRules(t *testing.T, lab *nativelab.Lab, st *e2eState) {
 		sort.Strings(still)
 		return fmt.Errorf("no data (or only NaN) yet from %d expressions:\n  %s", len(still), strings.Join(still, "\n  "))
 	})
-	t.Logf("%d expressions (dashboards: %d, recording rules: %d, alerts: %d) parsed and returned data (a number, not NaN)",
-		len(exprs)-len(emptyOK), len(qs), len(records), len(alerts))
+	t.Logf("%d expressions (dashboards: %d, docs: %d, recording rules: %d, alerts: %d) parsed and returned data (a number, not NaN)",
+		len(exprs)-len(emptyOK), len(qs), len(docs), len(records), len(alerts))
 	for _, e := range emptyOK {
 		t.Logf("allowed to be empty because no alert fires now (alert state / alert condition): %s", e)
 	}

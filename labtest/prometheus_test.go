@@ -496,7 +496,7 @@ func TestPrometheusStartsWithLabConfig(t *testing.T) {
 	if err := promGetJSON(base+"/api/v1/status/config", &cfgData); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(cfgData.YAML, "max_exemplars: 100000") {
+	if !strings.Contains(cfgData.YAML, "max_exemplars: 5000") {
 		t.Errorf("loaded config lacks the exemplar storage size:\n%s", cfgData.YAML)
 	}
 	var flagData map[string]string
