@@ -130,6 +130,15 @@ func (f *faults) get() faultSettings {
 	return f.current.clone()
 }
 
+// routeLatency is the latency injected into a route, read without copying the settings
+// (it runs on every request).
+func (f *faults) routeLatency(route string) (latency, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	l, ok := f.current.RouteLatency[route]
+	return l, ok
+}
+
 func (f *faults) set(s faultSettings) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -220,7 +229,7 @@ func newAdminServer(tel *telemetry, f *faults, token string) http.Handler {
 func injectLatency(f *faults) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if l, ok := f.get().RouteLatency[routeLabel(r.Pattern)]; ok {
+			if l, ok := f.routeLatency(routeLabel(r.Pattern)); ok {
 				wait(r.Context(), l)
 			}
 			next.ServeHTTP(w, r)
