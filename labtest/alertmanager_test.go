@@ -6,13 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -71,34 +69,16 @@ func TestAlertmanagerRejectsBrokenConfig(t *testing.T) {
 	}
 }
 
-// amLockedBuffer collects a process's output while tests read it.
-type amLockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *amLockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *amLockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // amProcess is a program started by a test and stopped (by its own PID) at cleanup.
 type amProcess struct {
 	name   string
-	out    *amLockedBuffer
+	out    *syncBuffer
 	exited chan error
 }
 
 func amStart(t *testing.T, name, bin string, args ...string) *amProcess {
 	t.Helper()
-	p := &amProcess{name: name, out: &amLockedBuffer{}, exited: make(chan error, 1)}
+	p := &amProcess{name: name, out: &syncBuffer{}, exited: make(chan error, 1)}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
@@ -120,11 +100,10 @@ func amStart(t *testing.T, name, bin string, args ...string) *amProcess {
 // amPoll calls check until it returns nil, failing at the deadline or if a process exits.
 func amPoll(t *testing.T, what string, timeout time.Duration, procs []*amProcess, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	err := poll(timeout, 200*time.Millisecond, func() error {
 		err := check()
 		if err == nil {
-			return
+			return nil
 		}
 		for _, p := range procs {
 			select {
@@ -133,26 +112,15 @@ func amPoll(t *testing.T, what string, timeout time.Duration, procs []*amProcess
 			default:
 			}
 		}
-		if time.Now().After(deadline) {
-			var logs strings.Builder
-			for _, p := range procs {
-				fmt.Fprintf(&logs, "--- %s output:\n%s\n", p.name, p.out.String())
-			}
-			t.Fatalf("%s: %v\n%s", what, err, logs.String())
-		}
-		time.Sleep(200 * time.Millisecond) // polling interval, not synchronisation
-	}
-}
-
-// amFreeAddr returns a loopback address with a port that was free a moment ago.
-func amFreeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+		return err
+	})
 	if err != nil {
-		t.Fatal(err)
+		var logs strings.Builder
+		for _, p := range procs {
+			fmt.Fprintf(&logs, "--- %s output:\n%s\n", p.name, p.out.String())
+		}
+		t.Fatalf("%s: %v\n%s", what, err, logs.String())
 	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // amStartSlackMock builds ./slackmock from the repository and starts it on a free loopback port,
@@ -255,7 +223,7 @@ func TestAlertmanagerDeliversToSlackMock(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	amAddr := amFreeAddr(t)
+	amAddr := freeAddr(t)
 	am := amStart(t, "alertmanager", amBin,
 		"--config.file="+cfgPath,
 		"--storage.path="+filepath.Join(dir, "data"),
@@ -265,15 +233,7 @@ func TestAlertmanagerDeliversToSlackMock(t *testing.T) {
 	amURL := "http://" + amAddr
 	procs := []*amProcess{mock, am}
 	amPoll(t, "alertmanager ready", 60*time.Second, procs, func() error {
-		resp, err := http.Get(amURL + "/-/ready")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/-/ready: %s", resp.Status)
-		}
-		return nil
+		return wantHTTPOK(amURL + "/-/ready")
 	})
 
 	startsAt := time.Now().UTC().Add(-2 * time.Minute)

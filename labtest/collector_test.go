@@ -21,7 +21,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -335,23 +334,6 @@ type labProcess struct {
 	err    error
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startLabProcess starts bin with args and extra environment in the repo root.
 func startLabProcess(t *testing.T, name, bin string, env []string, args ...string) *labProcess {
 	t.Helper()
@@ -393,11 +375,10 @@ func (p *labProcess) stop(t *testing.T) {
 // pollUntil calls check until it returns nil; it fails the test at the deadline or when a process exits.
 func pollUntil(t *testing.T, what string, timeout time.Duration, procs []*labProcess, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	err := poll(timeout, 200*time.Millisecond, func() error {
 		err := check()
 		if err == nil {
-			return
+			return nil
 		}
 		for _, p := range procs {
 			select {
@@ -406,49 +387,19 @@ func pollUntil(t *testing.T, what string, timeout time.Duration, procs []*labPro
 			default:
 			}
 		}
-		if time.Now().After(deadline) {
-			var logs strings.Builder
-			for _, p := range procs {
-				fmt.Fprintf(&logs, "--- %s output:\n%s\n", p.name, p.out.String())
-			}
-			t.Fatalf("%s: still failing after %s: %v\n%s", what, timeout, err, logs.String())
-		}
-		time.Sleep(200 * time.Millisecond) // polling interval, not synchronisation
-	}
-}
-
-// freeLoopbackAddr returns 127.0.0.1:port with a port that was free a moment ago.
-func freeLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+		return err
+	})
 	if err != nil {
-		t.Fatal(err)
+		var logs strings.Builder
+		for _, p := range procs {
+			fmt.Fprintf(&logs, "--- %s output:\n%s\n", p.name, p.out.String())
+		}
+		t.Fatalf("%s: still failing after %s: %v\n%s", what, timeout, err, logs.String())
 	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // closedLoopbackAddr returns a loopback address nothing listens on (exporters may point there).
-func closedLoopbackAddr(t *testing.T) string { return freeLoopbackAddr(t) }
-
-var labHTTP = &http.Client{Timeout: 3 * time.Second}
-
-// httpGetOK GETs url and returns the body if the status is 200.
-func httpGetOK(url string) ([]byte, error) {
-	resp, err := labHTTP.Get(url)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return body, fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
-	}
-	return body, nil
-}
+func closedLoopbackAddr(t *testing.T) string { return freeAddr(t) }
 
 // collectorEnv are the addresses of a Collector run on free loopback ports.
 type collectorEnv struct {
@@ -461,10 +412,10 @@ func startCollector(t *testing.T, exportTo map[string]string, extraConfigs ...st
 	t.Helper()
 	bin := toolPath(t, "otelcol-minishop")
 	e := collectorEnv{
-		grpc:    freeLoopbackAddr(t),
-		http:    freeLoopbackAddr(t),
-		health:  freeLoopbackAddr(t),
-		metrics: freeLoopbackAddr(t),
+		grpc:    freeAddr(t),
+		http:    freeAddr(t),
+		health:  freeAddr(t),
+		metrics: freeAddr(t),
 	}
 	_, metricsPort, _ := net.SplitHostPort(e.metrics)
 	env := []string{
@@ -487,8 +438,7 @@ func startCollector(t *testing.T, exportTo map[string]string, extraConfigs ...st
 	}
 	p := startLabProcess(t, "otelcol-minishop", bin, env, args...)
 	pollUntil(t, "collector health_check", 30*time.Second, []*labProcess{p}, func() error {
-		_, err := httpGetOK("http://" + e.health + "/")
-		return err
+		return wantHTTPOK("http://" + e.health + "/")
 	})
 	return p, e
 }
@@ -619,15 +569,14 @@ func startRemoteWritePrometheus(t *testing.T) (*labProcess, string) {
 	if err := os.WriteFile(promCfg, []byte("global:\n  scrape_interval: 1m\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	promAddr := freeLoopbackAddr(t)
+	promAddr := freeAddr(t)
 	prom := startLabProcess(t, "prometheus", promBin, nil,
 		"--config.file="+promCfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+promAddr, "--web.enable-remote-write-receiver",
 		"--enable-feature=exemplar-storage")
 	promURL := "http://" + promAddr
 	pollUntil(t, "prometheus ready", 60*time.Second, []*labProcess{prom}, func() error {
-		_, err := httpGetOK(promURL + "/-/ready")
-		return err
+		return wantHTTPOK(promURL + "/-/ready")
 	})
 	return prom, promURL
 }

@@ -82,18 +82,11 @@ func e2ePoll(t testing.TB, what string, timeout time.Duration, check func() erro
 }
 
 func e2ePollErr(what string, timeout time.Duration, check func() error) error {
-	deadline := time.Now().Add(timeout)
 	start := time.Now()
-	for {
-		err := check()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: still not true after %s: %v", what, time.Since(start).Round(time.Millisecond), err)
-		}
-		time.Sleep(250 * time.Millisecond) // poll interval
+	if err := poll(timeout, 250*time.Millisecond, check); err != nil {
+		return fmt.Errorf("%s: still not true after %s: %v", what, time.Since(start).Round(time.Millisecond), err)
 	}
+	return nil
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -279,23 +272,6 @@ func e2eLoad(ctx context.Context, rate float64, dur time.Duration, count, conc i
 
 // ---------------------------------------------------------------------------------------------------
 // Prometheus.
-
-// e2eGetJSON GETs url and decodes its JSON body; an error unless the status is 200.
-func e2eGetJSON(url string, v any) error {
-	resp, err := e2eHTTP.Get(url)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s: %.300s", url, resp.Status, body)
-	}
-	return json.Unmarshal(body, v)
-}
 
 type e2ePromSample struct {
 	Labels map[string]string

@@ -17,19 +17,17 @@ package labtest
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 
 	"minishop/labtest/nativelab"
 )
@@ -306,7 +304,7 @@ func e2eScrapeTargets(t *testing.T, lab *nativelab.Lab, st *e2eState) {
 				} `json:"activeTargets"`
 			} `json:"data"`
 		}
-		if err := e2eGetJSON(lab.PrometheusURL+"/api/v1/targets?state=active", &r); err != nil {
+		if err := getJSON(lab.PrometheusURL+"/api/v1/targets?state=active", &r); err != nil {
 			return err
 		}
 		health := map[string]string{}
@@ -351,28 +349,9 @@ func e2eScrapeTargets(t *testing.T, lab *nativelab.Lab, st *e2eState) {
 // e2eRuleExprs reads prometheus/rules/*.yml: [name, expr] of each recording rule and alert.
 func e2eRuleExprs(t *testing.T) (records, alerts [][2]string) {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(repoRoot, "prometheus", "rules", "*.yml"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no rule files: %v", err)
-	}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var rf struct {
-			Groups []struct {
-				Rules []struct {
-					Record string `yaml:"record"`
-					Alert  string `yaml:"alert"`
-					Expr   string `yaml:"expr"`
-				} `yaml:"rules"`
-			} `yaml:"groups"`
-		}
-		if err := yaml.Unmarshal(b, &rf); err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		for _, g := range rf.Groups {
+	files := promRuleFiles(t)
+	for _, f := range slices.Sorted(maps.Keys(files)) {
+		for _, g := range files[f].Groups {
 			for _, r := range g.Rules {
 				if r.Record != "" {
 					records = append(records, [2]string{r.Record, r.Expr})
@@ -553,7 +532,7 @@ func e2eExemplars(t *testing.T, lab *nativelab.Lab, st *e2eState) {
 			Status string           `json:"status"`
 			Data   []exemplarSeries `json:"data"`
 		}
-		if err := e2eGetJSON(lab.PrometheusURL+"/api/v1/query_exemplars?"+q.Encode(), &r); err != nil {
+		if err := getJSON(lab.PrometheusURL+"/api/v1/query_exemplars?"+q.Encode(), &r); err != nil {
 			return err
 		}
 		if r.Status != "success" {
@@ -803,14 +782,10 @@ func e2eCollectorOutage(t *testing.T, lab *nativelab.Lab, st *e2eState) {
 		if o.Status != http.StatusCreated {
 			return fmt.Errorf("POST /order: %d", o.Status)
 		}
-		deadline := time.Now().Add(5 * time.Second)
-		for {
+		return poll(5*time.Second, 250*time.Millisecond, func() error {
 			_, err := e2eJaegerGet(lab.JaegerURL, o.TraceID)
-			if err == nil || time.Now().After(deadline) {
-				return err
-			}
-			time.Sleep(250 * time.Millisecond) // poll interval
-		}
+			return err
+		})
 	})
 	// ... and the counters move: cumulative, so they catch up with everything this shop served, the
 	// outage included.

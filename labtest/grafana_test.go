@@ -144,22 +144,7 @@ func recordingRules(t *testing.T) (records, alerts map[string]bool) {
 		}
 		return records, alerts
 	}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var rf struct {
-			Groups []struct {
-				Rules []struct {
-					Record string `yaml:"record"`
-					Alert  string `yaml:"alert"`
-				} `yaml:"rules"`
-			} `yaml:"groups"`
-		}
-		if err := yaml.Unmarshal(b, &rf); err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
+	for _, rf := range promParseRuleFiles(t, files) {
 		for _, g := range rf.Groups {
 			for _, r := range g.Rules {
 				if r.Record != "" {
@@ -305,23 +290,7 @@ func findPanel(t *testing.T, substr string) Panel {
 
 func TestErrorRatePanelDrawsRedThresholdLineAtTenPercent(t *testing.T) {
 	p := findPanel(t, "job:error_ratio:rate1m")
-	var fc struct {
-		Defaults struct {
-			Unit   string `json:"unit"`
-			Custom struct {
-				ThresholdsStyle struct {
-					Mode string `json:"mode"`
-				} `json:"thresholdsStyle"`
-			} `json:"custom"`
-			Thresholds struct {
-				Mode  string `json:"mode"`
-				Steps []struct {
-					Color string   `json:"color"`
-					Value *float64 `json:"value"`
-				} `json:"steps"`
-			} `json:"thresholds"`
-		} `json:"defaults"`
-	}
+	var fc panelThresholds
 	if err := json.Unmarshal(p.FieldConfig, &fc); err != nil {
 		t.Fatalf("panel %q fieldConfig: %v", p.Title, err)
 	}

@@ -26,12 +26,12 @@ func startJaeger(t *testing.T) (*labProcess, jaegerEnv) {
 	t.Helper()
 	bin := toolPath(t, "jaeger")
 	e := jaegerEnv{
-		otlpGRPC:  freeLoopbackAddr(t),
-		otlpHTTP:  freeLoopbackAddr(t),
-		query:     freeLoopbackAddr(t),
-		queryGRPC: freeLoopbackAddr(t),
-		health:    freeLoopbackAddr(t),
-		metrics:   freeLoopbackAddr(t),
+		otlpGRPC:  freeAddr(t),
+		otlpHTTP:  freeAddr(t),
+		query:     freeAddr(t),
+		queryGRPC: freeAddr(t),
+		health:    freeAddr(t),
+		metrics:   freeAddr(t),
 	}
 	_, metricsPort, _ := net.SplitHostPort(e.metrics)
 	p := startLabProcess(t, "jaeger", bin, []string{
@@ -45,8 +45,7 @@ func startJaeger(t *testing.T) (*labProcess, jaegerEnv) {
 	}, "--config", jaegerConfig)
 	procs := []*labProcess{p}
 	pollUntil(t, "jaeger health (/status)", 60*time.Second, procs, func() error {
-		_, err := httpGetOK("http://" + e.health + "/status")
-		return err
+		return wantHTTPOK("http://" + e.health + "/status")
 	})
 	pollUntil(t, "jaeger GET /api/services", 30*time.Second, procs, func() error {
 		body, err := httpGetOK("http://" + e.query + "/api/services")

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -141,6 +140,12 @@ func promRuleFiles(t *testing.T) map[string]promRuleFile {
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no rule files in prometheus/rules (%v)", err)
 	}
+	return promParseRuleFiles(t, files)
+}
+
+// promParseRuleFiles parses the rule files at paths, by path.
+func promParseRuleFiles(t *testing.T, files []string) map[string]promRuleFile {
+	t.Helper()
 	out := map[string]promRuleFile{}
 	for _, f := range files {
 		b, err := os.ReadFile(f)
@@ -244,36 +249,13 @@ func promFlagsFromConfig(t *testing.T, config []byte) []string {
 	return flags
 }
 
-// promFreeAddr returns a loopback address with a port that was free a moment ago.
-func promFreeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // promGetJSON GETs url and decodes the Prometheus API envelope's data into v.
 func promGetJSON(url string, v any) error {
-	resp, err := http.Get(url)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s: %s", url, resp.Status, body)
-	}
 	var env struct {
 		Status string          `json:"status"`
 		Data   json.RawMessage `json:"data"`
 	}
-	if err := json.Unmarshal(body, &env); err != nil {
+	if err := getJSON(url, &env); err != nil {
 		return err
 	}
 	if env.Status != "success" {
@@ -305,13 +287,13 @@ func TestPrometheusStartsWithLabConfig(t *testing.T) {
 	if err := os.CopyFS(dir, os.DirFS(promRepoPath(t, "prometheus"))); err != nil {
 		t.Fatal(err)
 	}
-	promAddr := promFreeAddr(t)
-	amAddr := promFreeAddr(t) // nothing listens there: Prometheus only has to know it
+	promAddr := freeAddr(t)
+	amAddr := freeAddr(t) // nothing listens there: Prometheus only has to know it
 	targets := map[string]string{
 		"localhost:9090":      promAddr,
 		"alertmanager:9093":   amAddr,
-		"otel-collector:8888": promFreeAddr(t),
-		"jaeger:8888":         promFreeAddr(t),
+		"otel-collector:8888": freeAddr(t),
+		"jaeger:8888":         freeAddr(t),
 	}
 	cfg := string(src)
 	for from, to := range targets {
@@ -352,36 +334,29 @@ func TestPrometheusStartsWithLabConfig(t *testing.T) {
 	})
 	base := "http://" + promAddr
 
-	// poll calls check until it returns nil, failing with its last error at the deadline.
-	poll := func(what string, timeout time.Duration, check func() error) {
+	// promPoll calls check until it returns nil, failing with its last error at the deadline or when
+	// Prometheus exits.
+	promPoll := func(what string, timeout time.Duration, check func() error) {
 		t.Helper()
-		deadline := time.Now().Add(timeout)
-		for {
+		err := poll(timeout, 200*time.Millisecond, func() error {
 			err := check()
 			if err == nil {
-				return
+				return nil
 			}
 			select {
 			case e := <-exited:
 				t.Fatalf("prometheus exited (%v) while waiting for %s; log:\n%s", e, what, logs.String())
-			case <-time.After(200 * time.Millisecond):
+			default:
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: %v; log:\n%s", what, err, logs.String())
-			}
+			return err
+		})
+		if err != nil {
+			t.Fatalf("%s: %v; log:\n%s", what, err, logs.String())
 		}
 	}
 
-	poll("ready", 60*time.Second, func() error {
-		resp, err := http.Get(base + "/-/ready")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/-/ready: %s", resp.Status)
-		}
-		return nil
+	promPoll("ready", 60*time.Second, func() error {
+		return wantHTTPOK(base + "/-/ready")
 	})
 
 	// Every rule of every rule file loaded (the contract's among them), and evaluated at least once
@@ -395,7 +370,7 @@ func TestPrometheusStartsWithLabConfig(t *testing.T) {
 	if !slices.Contains(wantAlerts, promContractAlert) {
 		t.Fatalf("contract alert %s is not in prometheus/rules/*.yml", promContractAlert)
 	}
-	poll("rules evaluated", 30*time.Second, func() error {
+	promPoll("rules evaluated", 30*time.Second, func() error {
 		var data struct {
 			Groups []struct {
 				Name  string `json:"name"`
@@ -433,7 +408,7 @@ func TestPrometheusStartsWithLabConfig(t *testing.T) {
 	})
 
 	// The Alertmanager from the config is the one alerts go to.
-	poll("alertmanager discovered", 30*time.Second, func() error {
+	promPoll("alertmanager discovered", 30*time.Second, func() error {
 		var data struct {
 			Active []struct {
 				URL string `json:"url"`
@@ -449,7 +424,7 @@ func TestPrometheusStartsWithLabConfig(t *testing.T) {
 	})
 
 	// Scrape jobs: the stack's own metrics only, and Prometheus scrapes itself successfully.
-	poll("self-scrape up", 30*time.Second, func() error {
+	promPoll("self-scrape up", 30*time.Second, func() error {
 		var data struct {
 			Active []struct {
 				ScrapePool string `json:"scrapePool"`
