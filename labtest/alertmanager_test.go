@@ -108,6 +108,7 @@ func amPoll(t *testing.T, what string, timeout time.Duration, procs []*amProcess
 		for _, p := range procs {
 			select {
 			case e := <-p.exited:
+				p.exited <- e // put it back: the cleanup waits for it
 				t.Fatalf("%s exited (%v) while waiting for %s; output:\n%s", p.name, e, what, p.out.String())
 			default:
 			}

@@ -345,6 +345,7 @@ func TestPrometheusStartsWithLabConfig(t *testing.T) {
 			}
 			select {
 			case e := <-exited:
+				exited <- e // put it back: the cleanup waits for it
 				t.Fatalf("prometheus exited (%v) while waiting for %s; log:\n%s", e, what, logs.String())
 			default:
 			}
