@@ -651,3 +651,17 @@ func e2eSample(ids []string, n int) []string {
 	rand.Shuffle(len(c), func(i, j int) { c[i], c[j] = c[j], c[i] })
 	return c[:n]
 }
+
+// e2eShopWith restarts the lab's shop with these environment overrides (KEY=VALUE); the returned func
+// restarts it with its defaults again: defer e2eShopWith(t, lab, "MINISHOP_PAYMENT_FAILURE_RATE=1")().
+func e2eShopWith(t *testing.T, lab *nativelab.Lab, env ...string) (restore func()) {
+	t.Helper()
+	if err := lab.RestartShop(context.Background(), env...); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if err := lab.RestartShop(context.Background()); err != nil {
+			t.Errorf("restarting the shop with its defaults: %v", err)
+		}
+	}
+}

@@ -404,15 +404,7 @@ func e2eTraces(t *testing.T, lab *nativelab.Lab, st *e2eState) {
 // e2eFailedPaymentTrace restarts the shop with every payment failing, pays an order, checks the failed
 // payment's trace in Jaeger, and restarts the shop with its defaults again.
 func e2eFailedPaymentTrace(t *testing.T, lab *nativelab.Lab, st *e2eState) {
-	ctx := context.Background()
-	if err := lab.RestartShop(ctx, "MINISHOP_PAYMENT_FAILURE_RATE=1"); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := lab.RestartShop(ctx); err != nil {
-			t.Errorf("restarting the shop with its defaults: %v", err)
-		}
-	}()
+	defer e2eShopWith(t, lab, "MINISHOP_PAYMENT_FAILURE_RATE=1")()
 	o := e2eOrder(lab.ShopURL, "TEE-BLK-M")
 	if o.Status != http.StatusCreated {
 		t.Fatalf("POST /order: %d %s", o.Status, o.Body)
@@ -575,14 +567,7 @@ func e2eExemplars(t *testing.T, lab *nativelab.Lab, st *e2eState) {
 func e2eVolume(t *testing.T, lab *nativelab.Lab, st *e2eState) {
 	ctx := context.Background()
 	// Shelves refilled every 200ms so that most orders succeed; everything else as compose runs it.
-	if err := lab.RestartShop(ctx, "MINISHOP_RESTOCK_INTERVAL=200ms"); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := lab.RestartShop(ctx); err != nil {
-			t.Errorf("restarting the shop with its defaults: %v", err)
-		}
-	}()
+	defer e2eShopWith(t, lab, "MINISHOP_RESTOCK_INTERVAL=200ms")()
 	before, err := e2eCounterSnapshot(lab.PrometheusURL, "request_total")
 	if err != nil {
 		t.Fatal(err)
@@ -716,14 +701,7 @@ func e2eThroughput(t *testing.T, lab *nativelab.Lab, st *e2eState) {
 func e2eCollectorOutage(t *testing.T, lab *nativelab.Lab, st *e2eState) {
 	ctx := context.Background()
 	// No simulated payment failures, so that the status mix is exact: 201 for each order, 200 for each payment.
-	if err := lab.RestartShop(ctx, "MINISHOP_PAYMENT_FAILURE_RATE=0", "MINISHOP_RESTOCK_INTERVAL=100ms"); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := lab.RestartShop(ctx); err != nil {
-			t.Errorf("restarting the shop with its defaults: %v", err)
-		}
-	}()
+	defer e2eShopWith(t, lab, "MINISHOP_PAYMENT_FAILURE_RATE=0", "MINISHOP_RESTOCK_INTERVAL=100ms")()
 	before, err := e2eCounterSnapshot(lab.PrometheusURL, "request_total")
 	if err != nil {
 		t.Fatal(err)
@@ -797,19 +775,10 @@ func e2eCollectorOutage(t *testing.T, lab *nativelab.Lab, st *e2eState) {
 // 7b. SIGTERM: a shop whose telemetry would only leave on shutdown delivers every completed request's
 // spans and logs when it is told to stop.
 func e2eShutdownFlush(t *testing.T, lab *nativelab.Lab, st *e2eState) {
-	ctx := context.Background()
 	// Ten minutes between exports: nothing leaves the shop before its shutdown flush. Fewer spans and log
 	// records than one export batch (512), so no batch leaves early either.
-	if err := lab.RestartShop(ctx,
-		"OTEL_BSP_SCHEDULE_DELAY=600000", "OTEL_BLRP_SCHEDULE_DELAY=600000", "OTEL_METRIC_EXPORT_INTERVAL=600000",
-		"MINISHOP_PAYMENT_FAILURE_RATE=0.3"); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := lab.RestartShop(ctx); err != nil {
-			t.Errorf("restarting the shop with its defaults: %v", err)
-		}
-	}()
+	defer e2eShopWith(t, lab, "OTEL_BSP_SCHEDULE_DELAY=600000", "OTEL_BLRP_SCHEDULE_DELAY=600000", "OTEL_METRIC_EXPORT_INTERVAL=600000",
+		"MINISHOP_PAYMENT_FAILURE_RATE=0.3")()
 	before, err := e2eCounterSnapshot(lab.PrometheusURL, "request_total")
 	if err != nil {
 		t.Fatal(err)
