@@ -204,31 +204,25 @@ install_otelcol() {
 	write_stamp otelcol "$key"
 }
 
-install_jaeger() {
-	local mod=$REPO/tools/jaeger
+# install_pinned NAME PKG [NOTE]: build PKG as pinned by the tool module tools/NAME (go.mod with a `tool`
+# directive) into $BIN/NAME, cached by the hash of that module's go.mod and go.sum.
+install_pinned() {
+	local name=$1 pkg=$2 cold=${3:-}
+	local mod=$REPO/tools/$name
 	local key
-	key="jaeger $(hash_files "$mod/go.mod" "$mod/go.sum")"
-	if stamp_ok jaeger "$key" jaeger; then
-		note "up to date (tools/jaeger/go.mod unchanged)"
+	key="$name $(hash_files "$mod/go.mod" "$mod/go.sum")"
+	if stamp_ok "$name" "$key" "$name"; then
+		note "up to date (tools/$name/go.mod unchanged)"
 		return
 	fi
-	note "go build jaeger as pinned by tools/jaeger/go.mod (cold: ~4.5 min on 2 cores)"
-	go_build_tool "$mod" jaeger github.com/jaegertracing/jaeger/cmd/jaeger
-	write_stamp jaeger "$key"
+	note "go build $name as pinned by tools/$name/go.mod${cold:+ ($cold)}"
+	go_build_tool "$mod" "$name" "$pkg"
+	write_stamp "$name" "$key"
 }
 
-install_task() {
-	local mod=$REPO/tools/task
-	local key
-	key="task $(hash_files "$mod/go.mod" "$mod/go.sum")"
-	if stamp_ok task "$key" task; then
-		note "up to date (tools/task/go.mod unchanged)"
-		return
-	fi
-	note "go build task as pinned by tools/task/go.mod"
-	go_build_tool "$mod" task github.com/go-task/task/v3/cmd/task
-	write_stamp task "$key"
-}
+install_jaeger() { install_pinned jaeger github.com/jaegertracing/jaeger/cmd/jaeger "cold: ~4.5 min on 2 cores"; }
+
+install_task() { install_pinned task github.com/go-task/task/v3/cmd/task; }
 
 # Everything runs from main, which bash parses completely before running it: editing this file while it
 # runs (e.g. a git pull during a long build) cannot derail the run.
