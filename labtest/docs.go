@@ -7,7 +7,7 @@ import (
 )
 
 // DocQuery is a query a reader is told to run: each non-blank line of a fenced
-// ```promql block in the docs is one query (a trailing # comment is fine).
+// ```promql (or ```logql) block in the docs is one query; lines starting with # are comments.
 type DocQuery struct {
 	File string // relative to the repo root
 	Line int    // where the block starts
@@ -16,7 +16,10 @@ type DocQuery struct {
 
 // DocsPromQL returns every query in the ```promql blocks of README.md and docs/*.md, so the tests
 // can parse and run what the exercises tell people to type.
-func DocsPromQL(root string) ([]DocQuery, error) {
+func DocsPromQL(root string) ([]DocQuery, error) { return DocsQueries(root, "promql") }
+
+// DocsQueries returns every query in the ```LANG blocks of README.md and docs/*.md.
+func DocsQueries(root, lang string) ([]DocQuery, error) {
 	files, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
 	if err != nil {
 		return nil, err
@@ -33,7 +36,7 @@ func DocsPromQL(root string) ([]DocQuery, error) {
 		for i, line := range strings.Split(string(b), "\n") {
 			trimmed := strings.TrimSpace(line)
 			switch {
-			case !in && trimmed == "```promql":
+			case !in && trimmed == "```"+lang:
 				in = true
 			case in && trimmed == "```":
 				in = false

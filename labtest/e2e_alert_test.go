@@ -25,7 +25,7 @@ func TestE2EAlerting(t *testing.T) {
 	ctx := context.Background()
 	const alert = "MiniShopHighErrorRate"
 
-	b, err := os.ReadFile(filepath.Join(lab.RulesDir, "minishop.yml"))
+	b, err := os.ReadFile(filepath.Join(lab.native.RulesDir, "minishop.yml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func TestE2EAlerting(t *testing.T) {
 	}
 
 	// Bad phase: every payment fails (half the requests: one order, one payment per flow).
-	if err := lab.RestartShop(ctx, "MINISHOP_PAYMENT_FAILURE_RATE=1"); err != nil {
+	if err := lab.native.RestartShop(ctx, "MINISHOP_PAYMENT_FAILURE_RATE=1"); err != nil {
 		t.Fatal(err)
 	}
 	t0 := time.Now()
@@ -61,7 +61,7 @@ func TestE2EAlerting(t *testing.T) {
 	}
 
 	// Good phase: no payment fails; enough good traffic to bring the 1m error ratio under 10%.
-	if err := lab.RestartShop(ctx, "MINISHOP_PAYMENT_FAILURE_RATE=0", "MINISHOP_RESTOCK_INTERVAL=100ms"); err != nil {
+	if err := lab.native.RestartShop(ctx, "MINISHOP_PAYMENT_FAILURE_RATE=0", "MINISHOP_RESTOCK_INTERVAL=100ms"); err != nil {
 		t.Fatal(err)
 	}
 	t1 := time.Now()
@@ -93,7 +93,7 @@ func TestE2EAlerting(t *testing.T) {
 }
 
 // e2eTrafficUntil sends flows (an order and its payment) at rate per second until done() succeeds.
-func e2eTrafficUntil(t *testing.T, lab *nativelab.Lab, tally *e2eTally, rate float64, timeout time.Duration, what string, done func() error) {
+func e2eTrafficUntil(t *testing.T, lab *e2eLab, tally *e2eTally, rate float64, timeout time.Duration, what string, done func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	finished := make(chan struct{})
@@ -117,7 +117,7 @@ func e2eTrafficUntil(t *testing.T, lab *nativelab.Lab, tally *e2eTally, rate flo
 
 // e2eSlackFind returns the newest Slack mock message about the alert with the status and an id above
 // afterID. (Other alerts of the rules, e.g. error-budget burn rates, may post their own messages too.)
-func e2eSlackFind(lab *nativelab.Lab, alert, status string, afterID int64) (e2eSlackMessage, error) {
+func e2eSlackFind(lab *e2eLab, alert, status string, afterID int64) (e2eSlackMessage, error) {
 	msgs, err := e2eSlackMessages(lab.SlackMockURL)
 	if err != nil {
 		return e2eSlackMessage{}, err

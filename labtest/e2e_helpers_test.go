@@ -28,9 +28,53 @@ import (
 // second instead of 5 (a test waits less; the path is the same).
 var e2eShopEnv = []string{"OTEL_METRIC_EXPORT_INTERVAL=1000"}
 
+// e2eLab is the lab an end-to-end test talks to, through the URLs a user would open: the native lab
+// (labtest/nativelab, every program on 127.0.0.1) or the compose lab (docker-compose.yml, through its
+// published host ports). The same tests run against both; those that restart or kill a program
+// (native != nil) run on the native lab only.
+type e2eLab struct {
+	Name                                                     string
+	ShopURL, PrometheusURL, JaegerURL, LokiURL, SlackMockURL string
+
+	native  *nativelab.Lab // the native lab, or nil
+	compose *e2eCompose    // the compose lab, or nil
+}
+
+// shopStartedAt is when the running shop process started: samples older than that are an earlier shop's.
+func (l *e2eLab) shopStartedAt(t testing.TB) time.Time {
+	if l.native != nil {
+		return l.native.StartedAt(nativelab.Shop)
+	}
+	return l.compose.startedAt(t, "minishop")
+}
+
+// fault changes the running shop's fault injection with its own client (`minishop fault ARGS`), as the
+// scenarios do; t.Cleanup puts the shop back with `minishop fault -reset`.
+func (l *e2eLab) fault(t testing.TB, args ...string) {
+	t.Helper()
+	run := func(args ...string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if l.native != nil {
+			_, err := l.native.Fault(ctx, args...)
+			return err
+		}
+		_, err := l.compose.run(ctx, append([]string{"docker", "compose", "exec", "-T", "minishop", "/minishop", "fault"}, args...)...)
+		return err
+	}
+	if err := run(args...); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := run("-reset"); err != nil {
+			t.Errorf("resetting the fault injection: %v", err)
+		}
+	})
+}
+
 // e2eStartLab starts a native lab on free loopback ports for the test, stopped (every program by PID,
 // waiting for its exit) when the test ends. On failure the test log gets the tail of every program's log.
-func e2eStartLab(t *testing.T, mod func(*nativelab.Options)) *nativelab.Lab {
+func e2eStartLab(t *testing.T, mod func(*nativelab.Options)) *e2eLab {
 	t.Helper()
 	var bin string
 	for _, tool := range nativelab.Tools {
@@ -61,7 +105,7 @@ func e2eStartLab(t *testing.T, mod func(*nativelab.Options)) *nativelab.Lab {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			for _, name := range []string{nativelab.Shop, nativelab.Collector, nativelab.Prometheus, nativelab.Jaeger, nativelab.Alertmanager, nativelab.SlackMock} {
+			for _, name := range []string{nativelab.Shop, nativelab.Collector, nativelab.Prometheus, nativelab.Loki, nativelab.Jaeger, nativelab.Alertmanager, nativelab.SlackMock} {
 				t.Logf("--- last lines of %s:\n%s", lab.LogFile(name), lab.LogTail(name, 25))
 			}
 		}
@@ -69,7 +113,8 @@ func e2eStartLab(t *testing.T, mod func(*nativelab.Options)) *nativelab.Lab {
 			t.Errorf("stopping the lab: %v", err)
 		}
 	})
-	return lab
+	return &e2eLab{Name: "native", ShopURL: lab.ShopURL, PrometheusURL: lab.PrometheusURL, JaegerURL: lab.JaegerURL,
+		LokiURL: lab.LokiURL, SlackMockURL: lab.SlackMockURL, native: lab}
 }
 
 // e2ePoll calls check until it returns nil, failing the test with check's last error after timeout.
@@ -226,6 +271,19 @@ func (t *e2eTally) statusMix() map[int]int {
 		m[r.Status]++
 	}
 	return m
+}
+
+// count is how many responses match.
+func (t *e2eTally) count(match func(e2eResp) bool) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, r := range t.All {
+		if match(r) {
+			n++
+		}
+	}
+	return n
 }
 
 func (t *e2eTally) total() int {
@@ -407,9 +465,9 @@ func e2eDeltas(before, after map[string]e2ePromSample, shopStart time.Time) map[
 
 // e2eExpectCounts waits until the counter's deltas (per series, this shop process) equal want exactly,
 // and stay so for 3 more export intervals (nothing late, nothing invented).
-func e2eExpectCounts(t *testing.T, lab *nativelab.Lab, metric string, before map[string]e2ePromSample, want map[string]float64, timeout time.Duration) {
+func e2eExpectCounts(t *testing.T, lab *e2eLab, metric string, before map[string]e2ePromSample, want map[string]float64, timeout time.Duration) {
 	t.Helper()
-	shopStart := lab.StartedAt(nativelab.Shop)
+	shopStart := lab.shopStartedAt(t)
 	var equalSince time.Time
 	e2ePoll(t, metric+" deltas equal what the client saw", timeout, func() error {
 		after, err := e2eCounterSnapshot(lab.PrometheusURL, metric)
@@ -553,7 +611,7 @@ func e2eJaegerGet(jaegerURL, traceID string) (e2eJaegerTrace, error) {
 }
 
 // e2eWaitTrace waits until Jaeger has the trace with at least the named spans.
-func e2eWaitTrace(t *testing.T, lab *nativelab.Lab, traceID string, ops ...string) e2eJaegerTrace {
+func e2eWaitTrace(t *testing.T, lab *e2eLab, traceID string, ops ...string) e2eJaegerTrace {
 	t.Helper()
 	var tr e2eJaegerTrace
 	e2ePoll(t, "trace "+traceID+" in Jaeger with spans "+strings.Join(ops, ", "), 30*time.Second, func() error {
@@ -652,8 +710,8 @@ func e2eSample(ids []string, n int) []string {
 	return c[:n]
 }
 
-// e2eShopWith restarts the lab's shop with these environment overrides (KEY=VALUE); the returned func
-// restarts it with its defaults again: defer e2eShopWith(t, lab, "MINISHOP_PAYMENT_FAILURE_RATE=1")().
+// e2eShopWith restarts the native lab's shop with these environment overrides (KEY=VALUE); the returned
+// func restarts it with its defaults again: defer e2eShopWith(t, lab, "MINISHOP_RESTOCK_INTERVAL=100ms")().
 func e2eShopWith(t *testing.T, lab *nativelab.Lab, env ...string) (restore func()) {
 	t.Helper()
 	if err := lab.RestartShop(context.Background(), env...); err != nil {
@@ -664,4 +722,76 @@ func e2eShopWith(t *testing.T, lab *nativelab.Lab, env ...string) (restore func(
 			t.Errorf("restarting the shop with its defaults: %v", err)
 		}
 	}
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Loki.
+
+// e2eLokiLine is one log line as Loki returns it: its stream labels (index labels and, as Loki 3 returns
+// them by default, structured metadata such as trace_id, span_id and the record's attributes).
+type e2eLokiLine struct {
+	Labels map[string]string
+	T      time.Time
+	Line   string
+}
+
+// e2eLokiRange runs a LogQL query over [start, now + 1 min] (up to 5000 lines, oldest first). It returns
+// the result type ("streams" for a log query, "matrix" for a metric query), the lines of a log query, and
+// the number of series (or streams) in the answer.
+func e2eLokiRange(lokiURL, q string, start time.Time) (resultType string, lines []e2eLokiLine, series int, err error) {
+	v := url.Values{"query": {q}, "limit": {"5000"}, "direction": {"forward"},
+		"start": {strconv.FormatInt(start.UnixNano(), 10)}, "end": {strconv.FormatInt(time.Now().Add(time.Minute).UnixNano(), 10)}}
+	resp, err := e2eHTTP.Get(lokiURL + "/loki/api/v1/query_range?" + v.Encode())
+	if err != nil {
+		return "", nil, 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", nil, 0, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", nil, 0, fmt.Errorf("Loki refuses %q: %s: %.500s", q, resp.Status, body)
+	}
+	var r struct {
+		Status string `json:"status"`
+		Data   struct {
+			ResultType string          `json:"resultType"`
+			Result     json.RawMessage `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil || r.Status != "success" {
+		return "", nil, 0, fmt.Errorf("query %q: status %q, %v: %.500s", q, r.Status, err, body)
+	}
+	var res []struct {
+		Stream map[string]string `json:"stream"`
+		Values [][]any           `json:"values"`
+	}
+	if err := json.Unmarshal(r.Data.Result, &res); err != nil {
+		return "", nil, 0, fmt.Errorf("query %q: %v", q, err)
+	}
+	if r.Data.ResultType == "streams" {
+		for _, s := range res {
+			for _, v := range s.Values {
+				ns, _ := v[0].(string)
+				line, _ := v[1].(string)
+				n, _ := strconv.ParseInt(ns, 10, 64)
+				lines = append(lines, e2eLokiLine{Labels: s.Stream, T: time.Unix(0, n), Line: line})
+			}
+		}
+		sort.SliceStable(lines, func(i, j int) bool { return lines[i].T.Before(lines[j].T) })
+		if len(lines) >= 5000 {
+			return "", nil, 0, fmt.Errorf("query %q: 5000 lines or more, the answer may be cut", q)
+		}
+	}
+	return r.Data.ResultType, lines, len(res), nil
+}
+
+// e2eLokiLines is e2eLokiRange for a log query.
+func e2eLokiLines(lokiURL, q string, start time.Time) ([]e2eLokiLine, error) {
+	typ, lines, _, err := e2eLokiRange(lokiURL, q, start)
+	if err == nil && typ != "streams" {
+		err = fmt.Errorf("query %q: result type %q, want streams", q, typ)
+	}
+	return lines, err
 }

@@ -5,7 +5,7 @@ package labtest
 // natively on 127.0.0.1 by labtest/nativelab, with Loki replaced by an in-process OTLP receiver that the
 // Collector's real Loki exporter sends to. Each test sends its own traffic and checks that every signal
 // arrives where a user will look: Prometheus (metrics, rules, dashboards' queries, exemplars), Jaeger
-// (traces), the log receiver (logs) and the Slack mock (alerts).
+// (traces), Loki (logs) and the Slack mock (alerts).
 //
 // A missing program (scripts/native-tools.sh installs them) fails these tests in CI (CI=true) and skips
 // them elsewhere. TestE2E shares one lab between its subtests, which run in order; TestE2EAlerting has
@@ -16,11 +16,14 @@ package labtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -29,6 +32,7 @@ import (
 	"testing"
 	"time"
 
+	yaml "go.yaml.in/yaml/v3"
 	"minishop/labtest/nativelab"
 )
 
@@ -50,30 +54,43 @@ type e2eState struct {
 	labStart    time.Time
 }
 
-func TestE2E(t *testing.T) {
-	lab := e2eStartLab(t, nil)
-	st := &e2eState{labStart: time.Now()}
+// e2eSteps are the end-to-end checks, in the order they run on one lab: first those that run on both
+// labs, then the native-only resilience checks (they restart, stop or signal programs by PID).
+var e2eSteps = []struct {
+	name       string
+	fn         func(*testing.T, *e2eLab, *e2eState)
+	nativeOnly bool
+}{
+	{"Metrics", e2eMetrics, false},
+	{"DashboardsAndRules", e2eDashboardsAndRules, false},
+	{"ScrapeTargets", e2eScrapeTargets, false},
+	{"Traces", e2eTraces, false},
+	{"Logs", e2eLogs, false},
+	{"LogQL", e2eLogQL, false},
+	{"Freshness", e2eFreshness, false},
+	{"Exemplars", e2eExemplars, false},
+	{"Volume", e2eVolume, false},
+	{"Throughput", e2eThroughput, true},
+	{"CollectorOutage", e2eCollectorOutage, true},
+	{"ShutdownFlush", e2eShutdownFlush, true},
+}
 
-	// Subtests run in this order on the one lab; the resilience ones come last (they stop programs).
-	steps := []struct {
-		name string
-		fn   func(*testing.T, *nativelab.Lab, *e2eState)
-	}{
-		{"Metrics", e2eMetrics},
-		{"DashboardsAndRules", e2eDashboardsAndRules},
-		{"ScrapeTargets", e2eScrapeTargets},
-		{"Traces", e2eTraces},
-		{"Logs", e2eLogs},
-		{"Exemplars", e2eExemplars},
-		{"Volume", e2eVolume},
-		{"Throughput", e2eThroughput},
-		{"CollectorOutage", e2eCollectorOutage},
-		{"ShutdownFlush", e2eShutdownFlush},
-	}
-	for _, s := range steps {
+func TestE2E(t *testing.T) {
+	e2eRun(t, e2eStartLab(t, nil))
+}
+
+// e2eRun runs every step that fits the lab, in order, sharing what they found.
+func e2eRun(t *testing.T, lab *e2eLab) {
+	st := &e2eState{labStart: time.Now()}
+	for _, s := range e2eSteps {
+		if s.nativeOnly && lab.native == nil {
+			continue
+		}
 		t.Run(s.name, func(t *testing.T) {
 			start := time.Now()
-			defer func() { t.Logf("%s took %s", s.name, time.Since(start).Round(100*time.Millisecond)) }()
+			defer func() {
+				t.Logf("%s on the %s lab took %s", s.name, lab.Name, time.Since(start).Round(100*time.Millisecond))
+			}()
 			s.fn(t, lab, st)
 		})
 	}
@@ -108,7 +125,7 @@ func e2eMixedTraffic(t *testing.T, base string, flows int) *e2eTally {
 }
 
 // 1. Metrics: exactly the contract's names and labels, and counts equal to what the client saw.
-func e2eMetrics(t *testing.T, lab *nativelab.Lab, st *e2eState) {
+func e2eMetrics(t *testing.T, lab *e2eLab, st *e2eState) {
 	beforeReq, err := e2eCounterSnapshot(lab.PrometheusURL, "request_total")
 	if err != nil {
 		t.Fatal(err)
@@ -189,7 +206,7 @@ func e2eMetrics(t *testing.T, lab *nativelab.Lab, st *e2eState) {
 }
 
 // 2. Every PromQL expression of the dashboards and the rules parses and returns data after traffic.
-func e2eDashboardsAndRules(t *testing.T, lab *nativelab.Lab, st *e2eState) {
+func e2eDashboardsAndRules(t *testing.T, lab *e2eLab, st *e2eState) {
 	type expr struct{ where, q string }
 	var exprs []expr
 	qs, err := DashboardPromQL(repoRoot)
@@ -289,10 +306,25 @@ func e2eDashboardsAndRules(t *testing.T, lab *nativelab.Lab, st *e2eState) {
 	}
 }
 
-// Prometheus scrapes every target of the rendered prometheus.yml (itself, the Collector's and Jaeger's own
-// metrics, Alertmanager) and has discovered Alertmanager: the rendered addresses are the right ones.
-func e2eScrapeTargets(t *testing.T, lab *nativelab.Lab, st *e2eState) {
-	want := []string{"prometheus", "otel-collector", "jaeger", "alertmanager"}
+// Prometheus scrapes every job of prometheus.yml (itself, the Collector's and Jaeger's own metrics,
+// Alertmanager, ...): natively the rendered addresses, all on loopback, are the right ones.
+func e2eScrapeTargets(t *testing.T, lab *e2eLab, st *e2eState) {
+	var cfg struct {
+		ScrapeConfigs []struct {
+			JobName string `yaml:"job_name"`
+		} `yaml:"scrape_configs"`
+	}
+	b, err := os.ReadFile(filepath.Join(repoRoot, "prometheus", "prometheus.yml"))
+	if err == nil {
+		err = yaml.Unmarshal(b, &cfg)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, sc := range cfg.ScrapeConfigs {
+		want = append(want, sc.JobName)
+	}
 	e2ePoll(t, "every scrape target up", 30*time.Second, func() error {
 		var r struct {
 			Data struct {
@@ -310,7 +342,7 @@ func e2eScrapeTargets(t *testing.T, lab *nativelab.Lab, st *e2eState) {
 		health := map[string]string{}
 		for _, tg := range r.Data.ActiveTargets {
 			health[tg.Labels["job"]] = tg.Health + " " + tg.ScrapeURL + " " + tg.LastError
-			if !strings.HasPrefix(tg.ScrapeURL, "http://127.0.0.1:") {
+			if lab.native != nil && !strings.HasPrefix(tg.ScrapeURL, "http://127.0.0.1:") {
 				t.Errorf("job %s scrapes %s, not loopback", tg.Labels["job"], tg.ScrapeURL)
 			}
 		}
@@ -366,7 +398,7 @@ func e2eRuleExprs(t *testing.T) (records, alerts [][2]string) {
 }
 
 // 3. Traces: an order's spans nested in Jaeger; a failed payment's trace carries the error and reason.
-func e2eTraces(t *testing.T, lab *nativelab.Lab, st *e2eState) {
+func e2eTraces(t *testing.T, lab *e2eLab, st *e2eState) {
 	o := e2eOrder(lab.ShopURL, "MUG-OTEL")
 	if o.Status != http.StatusCreated || o.TraceID == "" || !o.Sampled {
 		t.Fatalf("POST /order: status %d, trace %q, sampled %v: %s", o.Status, o.TraceID, o.Sampled, o.Body)
@@ -401,10 +433,10 @@ func e2eTraces(t *testing.T, lab *nativelab.Lab, st *e2eState) {
 	e2eFailedPaymentTrace(t, lab, st)
 }
 
-// e2eFailedPaymentTrace restarts the shop with every payment failing, pays an order, checks the failed
-// payment's trace in Jaeger, and restarts the shop with its defaults again.
-func e2eFailedPaymentTrace(t *testing.T, lab *nativelab.Lab, st *e2eState) {
-	defer e2eShopWith(t, lab, "MINISHOP_PAYMENT_FAILURE_RATE=1")()
+// e2eFailedPaymentTrace makes every payment fail (fault injection), pays an order and checks the failed
+// payment's trace in Jaeger; the fault is reset when the (sub)test ends.
+func e2eFailedPaymentTrace(t *testing.T, lab *e2eLab, st *e2eState) {
+	lab.fault(t, "-payment-failure-rate", "1")
 	o := e2eOrder(lab.ShopURL, "TEE-BLK-M")
 	if o.Status != http.StatusCreated {
 		t.Fatalf("POST /order: %d %s", o.Status, o.Body)
@@ -438,74 +470,207 @@ func e2eFailedPaymentTrace(t *testing.T, lab *nativelab.Lab, st *e2eState) {
 	t.Logf("failed payment trace %s: HTTP %d, reason %s, error status on POST /payment/pay and ChargePayment", p.TraceID, p.Status, p.Reason)
 }
 
-// 4. Logs: the Collector's Loki exporter delivered the failed payment's log, linked to its trace.
-func e2eLogs(t *testing.T, lab *nativelab.Lab, st *e2eState) {
+// 4. Logs: the failed payment's log line is in Loki, found as a user finds it, and linked to its trace.
+func e2eLogs(t *testing.T, lab *e2eLab, st *e2eState) {
 	if st.failedPay.TraceID == "" {
 		e2eFailedPaymentTrace(t, lab, st) // run alone: make a failed payment first
 	}
 	p := st.failedPay
-	var rec nativelab.LogRecord
-	e2ePoll(t, "a 'payment failed' log record with trace id "+p.TraceID, 30*time.Second, func() error {
-		recs := lab.LogSink.Find(func(r nativelab.LogRecord) bool {
-			return r.TraceID == p.TraceID && strings.Contains(r.BodyString(), "payment failed")
-		})
-		if len(recs) == 0 {
-			n, _, _ := lab.LogSink.Stats()
-			return fmt.Errorf("none among %d records received", n)
+	// The seed's query, narrowed to this request's trace id (structured metadata).
+	q := `{app="minishop"} |= "payment failed" | trace_id="` + p.TraceID + `"`
+	var line e2eLokiLine
+	e2ePoll(t, "Loki: "+q, 30*time.Second, func() error {
+		lines, err := e2eLokiLines(lab.LokiURL, q, st.labStart.Add(-time.Minute))
+		if err != nil {
+			return err
 		}
-		rec = recs[0]
+		if len(lines) != 1 {
+			return fmt.Errorf("%d lines, want 1", len(lines))
+		}
+		line = lines[0]
 		return nil
 	})
-	if rec.Resource["app"] != "minishop" || rec.Resource["service.name"] != "minishop" {
-		t.Errorf("log resource %v: want app=minishop and service.name=minishop", rec.Resource)
+	l := line.Labels
+	if l["app"] != "minishop" || l["service_name"] != "minishop" {
+		t.Errorf("log labels %v: want app=minishop and service_name=minishop", l)
 	}
-	if rec.Attributes["reason"] != p.Reason {
-		t.Errorf("log attribute reason = %v, the client got %q (attributes %v)", rec.Attributes["reason"], p.Reason, rec.Attributes)
+	if l["reason"] != p.Reason || l["order_id"] == "" || l["amount_cents"] == "" || l["method"] == "" {
+		t.Errorf("log labels %v: want reason=%q (what the client got), order_id, amount_cents, method", l, p.Reason)
 	}
-	for k := range rec.Resource {
-		if strings.HasPrefix(k, "telemetry.sdk.") {
-			t.Errorf("log resource still has %s (collector's resource/drop-sdk should delete it)", k)
+	for k := range l {
+		if strings.HasPrefix(k, "telemetry_sdk_") {
+			t.Errorf("log still has %s (collector's resource/drop-sdk should delete it)", k)
 		}
 	}
 	// The same trace id is the trace Jaeger has, and the record's span is one of its spans.
 	if st.failedTrace.TraceID == "" {
 		st.failedTrace = e2eWaitTrace(t, lab, p.TraceID, "ChargePayment")
 	}
-	if st.failedTrace.TraceID != p.TraceID {
-		t.Errorf("Jaeger's trace %s != log's trace %s", st.failedTrace.TraceID, p.TraceID)
-	}
 	found := false
 	for _, s := range st.failedTrace.Spans {
-		found = found || s.SpanID == rec.SpanID
+		found = found || s.SpanID == l["span_id"]
 	}
 	if !found {
-		t.Errorf("log span id %s is not a span of trace %s in Jaeger", rec.SpanID, p.TraceID)
+		t.Errorf("log span_id %q is not a span of trace %s in Jaeger", l["span_id"], p.TraceID)
 	}
 	// The access log of the same request is there too, with its status.
-	e2ePoll(t, "the access log of the failed payment", 15*time.Second, func() error {
-		recs := lab.LogSink.Find(func(r nativelab.LogRecord) bool { return r.TraceID == p.TraceID && r.BodyString() == "request" })
-		if len(recs) == 0 {
-			return fmt.Errorf("no 'request' record with trace id %s", p.TraceID)
+	e2ePoll(t, "the access log of the failed payment in Loki", 15*time.Second, func() error {
+		lines, err := e2eLokiLines(lab.LokiURL, `{app="minishop"} |~ "^request$" | trace_id="`+p.TraceID+`"`, st.labStart.Add(-time.Minute))
+		if err != nil {
+			return err
 		}
-		if got := fmt.Sprint(recs[0].Attributes["status"]); got != strconv.Itoa(p.Status) {
+		if len(lines) != 1 {
+			return fmt.Errorf("%d access log lines with trace id %s, want 1", len(lines), p.TraceID)
+		}
+		if got := lines[0].Labels["status"]; got != strconv.Itoa(p.Status) {
 			return fmt.Errorf("access log status %s, client saw %d", got, p.Status)
 		}
 		return nil
 	})
-	// What the Collector's otlp_http exporter sent is what Loki's OTLP endpoint gets: OTLP protobuf.
-	formats := lab.LogSink.Formats()
-	for f := range formats {
-		if !strings.HasPrefix(f, "application/x-protobuf") {
-			t.Errorf("the Collector sent logs as %s (all: %v); Loki would get the same", f, formats)
+	t.Logf("Loki: %q (reason %s) carries trace %s / span %s, both in Jaeger; labels %v", line.Line, l["reason"], l["trace_id"], l["span_id"], l)
+}
+
+// e2eLogQLWant is, for each LogQL query the README, docs and dashboards show, how many lines it must
+// return over a window of known traffic (from what the client saw). A new query needs its line here.
+var e2eLogQLWant = map[string]func(tally *e2eTally) int{
+	// One line per failed payment (402 declined or insufficient funds, 504 gateway timeout).
+	`{app="minishop"} |= "payment failed"`: func(tally *e2eTally) int {
+		return tally.count(func(r e2eResp) bool { return r.Route == "/payment/pay" && (r.Status == 402 || r.Status == 504) })
+	},
+	// One access-log line per 5xx response.
+	`{app="minishop"} | status >= 500`: func(tally *e2eTally) int {
+		return tally.count(func(r e2eResp) bool { return r.Status >= 500 })
+	},
+}
+
+// 4b. Every LogQL query of the README, the docs and the dashboards runs against real Loki and returns
+// exactly as many lines as the client's requests call for.
+func e2eLogQL(t *testing.T, lab *e2eLab, st *e2eState) {
+	var queries []string
+	docs, err := DocsQueries(repoRoot, "logql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range docs {
+		queries = append(queries, q.Expr)
+	}
+	dash, err := DashboardLogQL(repoRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range dash {
+		queries = append(queries, q.Expr)
+	}
+	if len(docs) == 0 || len(dash) == 0 {
+		t.Fatalf("found %d LogQL queries in the docs and %d in the dashboards", len(docs), len(dash))
+	}
+	slices.Sort(queries)
+	queries = slices.Compact(queries)
+	for _, q := range queries {
+		if e2eLogQLWant[q] == nil {
+			t.Errorf("LogQL query %q (docs or dashboards) has no expected count in e2eLogQLWant", q)
 		}
 	}
-	t.Logf("the Collector's Loki exporter sent %v", formats)
-	t.Logf("log %q (severity %s, reason %v) carries trace %s / span %s, both in Jaeger; resource %v",
-		rec.BodyString(), rec.SeverityText, rec.Attributes["reason"], rec.TraceID, rec.SpanID, rec.Resource)
+
+	// Known traffic: half the payments fail, with the usual mix of reasons (some are 504s).
+	lab.fault(t, "-payment-failure-rate", "0.5")
+	start := time.Now()
+	tally := newE2ETally()
+	for i := 0; i < 60; i++ {
+		tally.add(e2eFlow(lab.ShopURL, i)...)
+	}
+	if len(tally.Transport) > 0 {
+		t.Fatal(tally.Transport)
+	}
+	t.Logf("sent %d requests, statuses %v", tally.total(), tally.statusMix())
+	for _, q := range queries {
+		want := e2eLogQLWant[q]
+		if want == nil {
+			continue
+		}
+		n := want(tally)
+		if n == 0 {
+			t.Fatalf("%q: the traffic gave it nothing to find (statuses %v)", q, tally.statusMix())
+		}
+		var equalSince time.Time
+		e2ePoll(t, fmt.Sprintf("Loki: %s returns %d lines", q, n), 30*time.Second, func() error {
+			lines, err := e2eLokiLines(lab.LokiURL, q, start)
+			if err != nil {
+				return err
+			}
+			if len(lines) != n {
+				equalSince = time.Time{}
+				return fmt.Errorf("%d lines, the client's requests call for %d", len(lines), n)
+			}
+			if equalSince.IsZero() {
+				equalSince = time.Now()
+			}
+			if time.Since(equalSince) < 2*time.Second {
+				return errors.New("equal; checking that it stays so")
+			}
+			return nil
+		})
+		t.Logf("Loki: %s -> %d lines, as the client saw", q, n)
+	}
+}
+
+// 4c. Freshness: how soon after its response a request's trace is in Jaeger and its access log in Loki
+// (what a user pasting a trace id from curl meets). Measured over many requests; the deadline is generous,
+// the numbers go in the log.
+func e2eFreshness(t *testing.T, lab *e2eLab, st *e2eState) {
+	const n = 40
+	start := time.Now()
+	answered := map[string]time.Time{}
+	for i := 0; i < n; i++ {
+		o := e2eOrder(lab.ShopURL, e2eSKUs[i%len(e2eSKUs)])
+		if o.TraceID == "" || o.Err != nil {
+			t.Fatalf("POST /order: %d %v", o.Status, o.Err)
+		}
+		answered[o.TraceID] = time.Now()
+		time.Sleep(100 * time.Millisecond) // pacing: 10 requests/s, not waiting for a result
+	}
+	traceSeen, logSeen := map[string]time.Duration{}, map[string]time.Duration{}
+	e2ePoll(t, fmt.Sprintf("all %d traces in Jaeger and access logs in Loki", n), 20*time.Second, func() error {
+		lines, err := e2eLokiLines(lab.LokiURL, `{app="minishop"} |~ "^request$" | route="/order"`, start)
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		for _, l := range lines {
+			if at, ok := answered[l.Labels["trace_id"]]; ok && logSeen[l.Labels["trace_id"]] == 0 {
+				logSeen[l.Labels["trace_id"]] = now.Sub(at)
+			}
+		}
+		var pending []string
+		for id := range answered {
+			if traceSeen[id] == 0 {
+				pending = append(pending, id)
+			}
+		}
+		bad := e2eCheckTraces(lab.JaegerURL, pending, func(string, e2eJaegerTrace) error { return nil })
+		for _, id := range pending {
+			if bad[id] == nil {
+				traceSeen[id] = now.Sub(answered[id])
+			}
+		}
+		if len(traceSeen) < n || len(logSeen) < n {
+			return fmt.Errorf("%d of %d traces, %d of %d access logs so far", len(traceSeen), n, len(logSeen), n)
+		}
+		return nil
+	})
+	stats := func(m map[string]time.Duration) (p50, max time.Duration) {
+		d := slices.Sorted(maps.Values(m))
+		return d[len(d)/2].Round(10 * time.Millisecond), d[len(d)-1].Round(10 * time.Millisecond)
+	}
+	tp50, tmax := stats(traceSeen)
+	lp50, lmax := stats(logSeen)
+	t.Logf("FRESHNESS on the %s lab, %d requests at 10/s (polled every ~250 ms, so up to that much late):", lab.Name, n)
+	t.Logf("  trace queryable in Jaeger after the response: p50 %v, max %v", tp50, tmax)
+	t.Logf("  access log queryable in Loki after the response: p50 %v, max %v", lp50, lmax)
 }
 
 // 5. Exemplars on the latency histogram point at traces that exist in Jaeger.
-func e2eExemplars(t *testing.T, lab *nativelab.Lab, st *e2eState) {
+func e2eExemplars(t *testing.T, lab *e2eLab, st *e2eState) {
 	if st.orderTrace.TraceID == "" {
 		e2eMixedTraffic(t, lab.ShopURL, 10)
 	}
@@ -564,10 +729,12 @@ func e2eExemplars(t *testing.T, lab *nativelab.Lab, st *e2eState) {
 }
 
 // 8. Volume: a few hundred requests per second for ~20s; exact counts and every trace in Jaeger.
-func e2eVolume(t *testing.T, lab *nativelab.Lab, st *e2eState) {
+func e2eVolume(t *testing.T, lab *e2eLab, st *e2eState) {
 	ctx := context.Background()
 	// Shelves refilled every 200ms so that most orders succeed; everything else as compose runs it.
-	defer e2eShopWith(t, lab, "MINISHOP_RESTOCK_INTERVAL=200ms")()
+	if lab.native != nil {
+		defer e2eShopWith(t, lab.native, "MINISHOP_RESTOCK_INTERVAL=200ms")()
+	}
 	before, err := e2eCounterSnapshot(lab.PrometheusURL, "request_total")
 	if err != nil {
 		t.Fatal(err)
@@ -644,15 +811,15 @@ func e2eVolume(t *testing.T, lab *nativelab.Lab, st *e2eState) {
 
 // Throughput with telemetry on (through the real Collector) vs off (OTEL_SDK_DISABLED=true), same load,
 // one run each: a measurement for the report, not an assertion.
-func e2eThroughput(t *testing.T, lab *nativelab.Lab, st *e2eState) {
+func e2eThroughput(t *testing.T, lab *e2eLab, st *e2eState) {
 	ctx := context.Background()
 	defer func() {
-		if err := lab.RestartShop(ctx); err != nil {
+		if err := lab.native.RestartShop(ctx); err != nil {
 			t.Errorf("restarting the shop with its defaults: %v", err)
 		}
 	}()
 	measure := func(env ...string) (rps float64, p50, p99 time.Duration) {
-		if err := lab.RestartShop(ctx, append(env, "MINISHOP_RESTOCK_INTERVAL=100ms")...); err != nil {
+		if err := lab.native.RestartShop(ctx, append(env, "MINISHOP_RESTOCK_INTERVAL=100ms")...); err != nil {
 			t.Fatal(err)
 		}
 		// Closed loop: 16 clients, each creating an order and reading it back, as fast as the shop answers.
@@ -698,10 +865,10 @@ func e2eThroughput(t *testing.T, lab *nativelab.Lab, st *e2eState) {
 
 // 7a. Resilience: the Collector stops under load; the shop answers as before with bounded memory; after
 // the Collector is back, new data flows again.
-func e2eCollectorOutage(t *testing.T, lab *nativelab.Lab, st *e2eState) {
+func e2eCollectorOutage(t *testing.T, lab *e2eLab, st *e2eState) {
 	ctx := context.Background()
 	// No simulated payment failures, so that the status mix is exact: 201 for each order, 200 for each payment.
-	defer e2eShopWith(t, lab, "MINISHOP_PAYMENT_FAILURE_RATE=0", "MINISHOP_RESTOCK_INTERVAL=100ms")()
+	defer e2eShopWith(t, lab.native, "MINISHOP_PAYMENT_FAILURE_RATE=0", "MINISHOP_RESTOCK_INTERVAL=100ms")()
 	before, err := e2eCounterSnapshot(lab.PrometheusURL, "request_total")
 	if err != nil {
 		t.Fatal(err)
@@ -722,13 +889,13 @@ func e2eCollectorOutage(t *testing.T, lab *nativelab.Lab, st *e2eState) {
 		t.Logf("%s: %d requests, statuses %v, p99 latency %v, %d without answer", name, tally.total(), tally.statusMix(), lat[len(lat)*99/100], len(tally.Transport))
 		return tally
 	}
-	pid := lab.PID(nativelab.Shop)
+	pid := lab.native.PID(nativelab.Shop)
 	up := phase("collector up", 5*time.Second)
 	rssBefore, err := nativelab.RSSKiB(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := lab.StopCollector(); err != nil {
+	if err := lab.native.StopCollector(); err != nil {
 		t.Fatal(err)
 	}
 	stoppedAt := time.Now()
@@ -748,7 +915,7 @@ func e2eCollectorOutage(t *testing.T, lab *nativelab.Lab, st *e2eState) {
 		t.Errorf("shop RSS grew from %d KiB to %d KiB while the Collector was down (bound: +64 MiB)", rssBefore, rssAfter)
 	}
 
-	if err := lab.StartCollector(ctx); err != nil {
+	if err := lab.native.StartCollector(ctx); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("collector was down for %s and is back", time.Since(stoppedAt).Round(100*time.Millisecond))
@@ -774,21 +941,34 @@ func e2eCollectorOutage(t *testing.T, lab *nativelab.Lab, st *e2eState) {
 
 // 7b. SIGTERM: a shop whose telemetry would only leave on shutdown delivers every completed request's
 // spans and logs when it is told to stop.
-func e2eShutdownFlush(t *testing.T, lab *nativelab.Lab, st *e2eState) {
+func e2eShutdownFlush(t *testing.T, lab *e2eLab, st *e2eState) {
 	// Ten minutes between exports: nothing leaves the shop before its shutdown flush. Fewer spans and log
 	// records than one export batch (512), so no batch leaves early either.
-	defer e2eShopWith(t, lab, "OTEL_BSP_SCHEDULE_DELAY=600000", "OTEL_BLRP_SCHEDULE_DELAY=600000", "OTEL_METRIC_EXPORT_INTERVAL=600000",
+	defer e2eShopWith(t, lab.native, "OTEL_BSP_SCHEDULE_DELAY=600000", "OTEL_BLRP_SCHEDULE_DELAY=600000", "OTEL_METRIC_EXPORT_INTERVAL=600000",
 		"MINISHOP_PAYMENT_FAILURE_RATE=0.3")()
 	before, err := e2eCounterSnapshot(lab.PrometheusURL, "request_total")
 	if err != nil {
 		t.Fatal(err)
 	}
+	start := time.Now()
 	tally := newE2ETally()
 	for i := 0; i < 40; i++ {
 		tally.add(e2eFlow(lab.ShopURL, i)...)
 	}
 	if len(tally.Transport) > 0 {
 		t.Fatal(tally.Transport)
+	}
+	// The lines in Loki of this test's requests, by trace id (the shop is the only traffic now).
+	linesByTrace := func() map[string][]string {
+		lines, err := e2eLokiLines(lab.LokiURL, `{app="minishop"}`, start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string][]string{}
+		for _, l := range lines {
+			m[l.Labels["trace_id"]] = append(m[l.Labels["trace_id"]], l.Line)
+		}
+		return m
 	}
 	var ids []string
 	byID := map[string]e2eResp{}
@@ -801,11 +981,11 @@ func e2eShutdownFlush(t *testing.T, lab *nativelab.Lab, st *e2eState) {
 	if len(early) != len(ids) {
 		t.Fatalf("%d of %d traces reached Jaeger before SIGTERM; the long export delays did not hold them", len(ids)-len(early), len(ids))
 	}
-	if n := len(lab.LogSink.Find(func(r nativelab.LogRecord) bool { _, ok := byID[r.TraceID]; return ok })); n > 0 {
-		t.Fatalf("%d log records arrived before SIGTERM", n)
+	if m := linesByTrace(); len(m) > 0 {
+		t.Fatalf("log lines of %d traces arrived before SIGTERM", len(m))
 	}
 
-	exit, err := lab.SignalShop(syscall.SIGTERM, 30*time.Second)
+	exit, err := lab.native.SignalShop(syscall.SIGTERM, 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -834,14 +1014,12 @@ func e2eShutdownFlush(t *testing.T, lab *nativelab.Lab, st *e2eState) {
 		}
 		return nil
 	})
-	e2ePoll(t, "every completed request's access log in the log receiver", 30*time.Second, func() error {
-		got := map[string]bool{}
-		for _, r := range lab.LogSink.Find(func(r nativelab.LogRecord) bool { return r.BodyString() == "request" }) {
-			got[r.TraceID] = true
-		}
+	var logs map[string][]string
+	e2ePoll(t, "every completed request's access log in Loki", 30*time.Second, func() error {
+		logs = linesByTrace()
 		var missing []string
 		for _, id := range ids {
-			if !got[id] {
+			if !slices.Contains(logs[id], "request") {
 				missing = append(missing, id)
 			}
 		}
@@ -855,9 +1033,7 @@ func e2eShutdownFlush(t *testing.T, lab *nativelab.Lab, st *e2eState) {
 	for _, r := range tally.All {
 		if r.Route == "/payment/pay" {
 			pays++
-			if len(lab.LogSink.Find(func(l nativelab.LogRecord) bool {
-				return l.TraceID == r.TraceID && strings.HasPrefix(l.BodyString(), "payment ")
-			})) == 0 {
+			if !slices.ContainsFunc(logs[r.TraceID], func(l string) bool { return strings.HasPrefix(l, "payment ") }) {
 				t.Errorf("no payment outcome log for trace %s (HTTP %d)", r.TraceID, r.Status)
 			}
 		}

@@ -1,12 +1,12 @@
 // Package nativelab runs the MiniShop lab without Docker: the same programs as docker-compose.yml
-// (Alertmanager, the Slack mock, Jaeger v2, Prometheus, our Collector and the shop), natively on 127.0.0.1,
-// with the repo's own config files. Loki (AGPL, not run here) is replaced by an in-process OTLP/HTTP log
-// sink that the Collector's real Loki exporter sends to; Grafana is not run.
+// (Alertmanager, the Slack mock, Jaeger v2, Loki, Prometheus, our Collector and the shop), natively on
+// 127.0.0.1, with the repo's own config files. Grafana is not run (it cannot be built here). Loki is AGPL:
+// it runs as a separate program (scripts/native-tools.sh builds it), never imported.
 //
 // Configs: the Collector and Jaeger read addresses from the environment (${env:NAME:-default}), so their
-// files are used in place. Prometheus and Alertmanager cannot expand variables in those places, so they get
-// rendered copies in the lab directory: the real file with only host:port values (or the webhook URL file
-// path) replaced. See RenderPrometheus and RenderAlertmanager.
+// files are used in place. Prometheus, Alertmanager and Loki cannot expand variables in those places, so they
+// get rendered copies in the lab directory: the real file with only host:port values (or paths) replaced.
+// See RenderPrometheus, RenderAlertmanager and RenderLoki.
 //
 // Every program's output goes to <Dir>/logs/<name>.log. Stop (or the owner of Start's process being
 // killed: Linux's parent-death signal) ends every program the lab started, by PID, waiting for each exit.
@@ -32,6 +32,7 @@ const (
 	Alertmanager = "alertmanager"
 	SlackMock    = "slackmock"
 	Jaeger       = "jaeger"
+	Loki         = "loki"
 	Prometheus   = "prometheus"
 	Collector    = "otelcol-minishop"
 	Shop         = "minishop"
@@ -39,7 +40,7 @@ const (
 
 // startOrder is the order Start starts the programs in (Stop goes backwards). Alertmanager comes first:
 // Prometheus drops notifications for an Alertmanager it has not discovered yet.
-var startOrder = []string{Alertmanager, SlackMock, Jaeger, Prometheus, Collector, Shop}
+var startOrder = []string{Alertmanager, SlackMock, Jaeger, Loki, Prometheus, Collector, Shop}
 
 // SlackWebhookPath is the path of the webhook URL compose's default points at (the Slack mock's).
 const SlackWebhookPath = "/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"
@@ -68,8 +69,6 @@ type Options struct {
 	// AlertFor, if set, makes Prometheus load a TEST copy of the rules with every alert's `for:` set to it
 	// (expressions unchanged), so that tests see alerts fire within seconds.
 	AlertFor time.Duration
-	// LogRecords is how many log records the log sink keeps (default 10000).
-	LogRecords int
 	// ReadyTimeout bounds each program's start (default 60s; Jaeger and Prometheus take a few seconds).
 	ReadyTimeout time.Duration
 	// Logf receives progress lines (default: none).
@@ -81,18 +80,15 @@ type Lab struct {
 	RepoRoot string
 	Dir      string
 	Ports    Ports
-	// LogSink is the in-process stand-in for Loki; the Collector's otlp_http/loki exporter sends to it.
-	LogSink *LogSink
-
 	// Base URLs (http://127.0.0.1:port) of what a user or test talks to.
-	ShopURL, PrometheusURL, AlertmanagerURL, JaegerURL, SlackMockURL, LogsURL string
+	ShopURL, PrometheusURL, AlertmanagerURL, JaegerURL, SlackMockURL, LokiURL string
 	// CollectorOTLPGRPC is the Collector's OTLP gRPC address (host:port); the shop sends here.
 	CollectorOTLPGRPC string
 	// CollectorOTLPHTTPURL, CollectorHealthURL and CollectorMetricsURL are the Collector's other endpoints.
 	CollectorOTLPHTTPURL, CollectorHealthURL, CollectorMetricsURL string
 
-	// PrometheusConfig, RulesDir and AlertmanagerConfig are the rendered copies the programs run with.
-	PrometheusConfig, RulesDir, AlertmanagerConfig string
+	// PrometheusConfig, RulesDir, AlertmanagerConfig and LokiConfig are the rendered copies the programs run with.
+	PrometheusConfig, RulesDir, AlertmanagerConfig, LokiConfig string
 
 	opts     Options
 	toolsBin string
@@ -144,9 +140,9 @@ func FindRepoRoot(dir string) (string, error) {
 }
 
 // Tools the lab needs from ToolsBin.
-var Tools = []string{"alertmanager", "jaeger", "prometheus", "otelcol-minishop"}
+var Tools = []string{"alertmanager", "jaeger", "loki", "prometheus", "otelcol-minishop"}
 
-// Start builds the shop and the Slack mock, then starts Alertmanager, the Slack mock, Jaeger, Prometheus,
+// Start builds the shop and the Slack mock, then starts Alertmanager, the Slack mock, Jaeger, Loki, Prometheus,
 // the Collector and the shop in that order, each ready (its health endpoint answers) before the next.
 // On any failure it stops what it had started and returns the error with the failing program's log tail.
 func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
@@ -216,7 +212,7 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 		AlertmanagerURL:      "http://" + addr(ports.Alertmanager),
 		JaegerURL:            "http://" + addr(ports.JaegerUI),
 		SlackMockURL:         "http://" + addr(ports.SlackMock),
-		LogsURL:              "http://" + addr(ports.Logs),
+		LokiURL:              "http://" + addr(ports.Loki),
 		CollectorOTLPGRPC:    addr(ports.CollectorGRPC),
 		CollectorOTLPHTTPURL: "http://" + addr(ports.CollectorHTTP),
 		CollectorHealthURL:   "http://" + addr(ports.CollectorHealth) + "/",
@@ -250,12 +246,6 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 	}
 	opts.logf("built in %s", since(t0))
 
-	// The log sink first: the Collector's Loki exporter sends to it from its first batch on.
-	l.LogSink = NewLogSink(opts.LogRecords)
-	if _, err := l.LogSink.Listen(addr(ports.Logs)); err != nil {
-		return nil, fmt.Errorf("log sink: %w", err)
-	}
-
 	webhook := opts.SlackWebhookURL
 	if webhook == "" {
 		webhook = l.SlackMockURL + SlackWebhookPath
@@ -272,6 +262,9 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 		return nil, err
 	}
 	l.RulesDir = filepath.Join(filepath.Dir(l.PrometheusConfig), "rules")
+	if l.LokiConfig, err = RenderLoki(root, dir, ports.Loki, ports.LokiGRPC); err != nil {
+		return nil, err
+	}
 
 	for _, name := range startOrder {
 		if err := l.startProgram(ctx, name); err != nil {
@@ -363,6 +356,9 @@ func (l *Lab) command(name string) (bin string, args, env []string, err error) {
 			// the same place, not to whatever listens on 127.0.0.1:4317 (the Collector, with compose ports).
 			"OTEL_EXPORTER_OTLP_ENDPOINT=http://"+addr(p.JaegerOTLPGRPC),
 		)
+	case Loki:
+		bin = filepath.Join(l.toolsBin, "loki")
+		args = []string{"-config.file=" + l.LokiConfig}
 	case Prometheus:
 		bin = filepath.Join(l.toolsBin, "prometheus")
 		flags, ferr := PrometheusFlags(l.RepoRoot)
@@ -384,7 +380,7 @@ func (l *Lab) command(name string) (bin string, args, env []string, err error) {
 			"COLLECTOR_METRICS_HOST=127.0.0.1",
 			"COLLECTOR_METRICS_PORT="+strconv.Itoa(p.CollectorMetrics),
 			"JAEGER_OTLP_ENDPOINT="+addr(p.JaegerOTLPGRPC),
-			"LOKI_OTLP_ENDPOINT="+l.LogsURL+"/otlp",
+			"LOKI_OTLP_ENDPOINT="+l.LokiURL+"/otlp",
 			"PROMETHEUS_REMOTE_WRITE_ENDPOINT="+l.PrometheusURL+"/api/v1/write",
 		)
 	case Shop:
@@ -395,6 +391,10 @@ func (l *Lab) command(name string) (bin string, args, env []string, err error) {
 			"OTEL_EXPORTER_OTLP_ENDPOINT=http://"+l.CollectorOTLPGRPC,
 			"OTEL_METRIC_EXPORT_INTERVAL=5000",
 			"OTEL_SERVICE_NAME=minishop",
+			"OTEL_BSP_SCHEDULE_DELAY=500",
+			"OTEL_BLRP_SCHEDULE_DELAY=500",
+			"MINISHOP_ADMIN_ADDR="+addr(p.ShopAdmin),
+			"MINISHOP_ADMIN_TOKEN="+adminToken,
 			"GOMEMLIMIT=40MiB",
 		)
 		env = append(env, l.shopEnv...) // later entries win
@@ -447,6 +447,9 @@ func (l *Lab) ready(ctx context.Context, name string, p *process) error {
 			}
 			return fmt.Errorf("alertmanager %s not among active alertmanagers %s", addr(l.Ports.Alertmanager), b)
 		})
+	case Loki:
+		// /ready turns 200 once the ingester has joined its ring (about 15 s after start).
+		return waitReady(ctx, p, "loki GET /ready", timeout, get(l.LokiURL+"/ready"))
 	case Collector:
 		return waitReady(ctx, p, "collector health_check", timeout, get(l.CollectorHealthURL))
 	case Shop:
@@ -503,7 +506,7 @@ func (l *Lab) stopProgram(name string, grace time.Duration) error {
 }
 
 // Stop stops every program the lab started, in reverse start order (the shop first, so that its last
-// telemetry still reaches the Collector), waiting for each to exit, then closes the log sink.
+// telemetry still reaches the Collector), waiting for each to exit.
 func (l *Lab) Stop() error {
 	l.mu.Lock()
 	l.stopped = true
@@ -513,9 +516,6 @@ func (l *Lab) Stop() error {
 		if err := l.stopProgram(startOrder[i], 20*time.Second); err != nil {
 			errs = append(errs, err)
 		}
-	}
-	if l.LogSink != nil {
-		errs = append(errs, l.LogSink.Close())
 	}
 	return errors.Join(errs...)
 }
@@ -588,6 +588,21 @@ func (l *Lab) SignalShop(sig syscall.Signal, timeout time.Duration) (exitErr err
 	return exitErr, nil
 }
 
+// adminToken is the native shop's fault-injection token (compose's default, MINISHOP_ADMIN_TOKEN).
+const adminToken = "minishop-lab"
+
+// Fault runs the shop's own fault-injection client against the running shop, as the scenarios do in
+// compose (`minishop fault -payment-failure-rate 1`, `minishop fault -reset`), and returns what it printed.
+func (l *Lab) Fault(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, filepath.Join(l.binDir, "minishop"), append([]string{"fault"}, args...)...)
+	cmd.Env = append(baseEnv(), "MINISHOP_ADMIN_ADDR="+addr(l.Ports.ShopAdmin), "MINISHOP_ADMIN_TOKEN="+adminToken)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("minishop fault %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
 // StopCollector stops the Collector (SIGTERM) and waits for its exit.
 func (l *Lab) StopCollector() error { return l.stopProgram(Collector, 20*time.Second) }
 
@@ -603,12 +618,14 @@ func (l *Lab) Summary() string {
 	row("Alertmanager", l.AlertmanagerURL)
 	row("Jaeger UI/API", l.JaegerURL+"  (API: /api/traces/{trace id})")
 	row("Slack mock", l.SlackMockURL+"  (JSON: /api/messages)")
-	row("Logs (stand-in for Loki)", l.LogsURL+"/records")
+	row("Loki", l.LokiURL+"  (LogQL: /loki/api/v1/query_range)")
 	row("Collector OTLP gRPC / HTTP", l.CollectorOTLPGRPC+" / "+l.CollectorOTLPHTTPURL)
 	row("Collector health / metrics", l.CollectorHealthURL+" / "+l.CollectorMetricsURL)
 	row("Jaeger metrics", "http://"+addr(l.Ports.JaegerMetrics)+"/metrics")
 	row("rendered prometheus.yml", l.PrometheusConfig)
 	row("rendered alertmanager.yml", l.AlertmanagerConfig)
+	row("rendered loki.yaml", l.LokiConfig)
+	row("shop fault injection", "MINISHOP_ADMIN_ADDR="+addr(l.Ports.ShopAdmin)+" MINISHOP_ADMIN_TOKEN="+adminToken+" go run . fault")
 	row("program logs", l.logDir+"/<program>.log")
 	return b.String()
 }

@@ -2,20 +2,11 @@ package nativelab
 
 import (
 	"bytes"
-	"compress/gzip"
-	"encoding/json"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	collogs "go.opentelemetry.io/proto/otlp/collector/logs/v1"
-	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
-	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
-	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
-	"google.golang.org/protobuf/proto"
 )
 
 const repo = "../.."
@@ -187,131 +178,28 @@ func TestPortsFill(t *testing.T) {
 	}
 }
 
-func sampleRequest() *collogs.ExportLogsServiceRequest {
-	str := func(s string) *commonpb.AnyValue {
-		return &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: s}}
-	}
-	return &collogs.ExportLogsServiceRequest{ResourceLogs: []*logspb.ResourceLogs{{
-		Resource: &resourcepb.Resource{Attributes: []*commonpb.KeyValue{
-			{Key: "service.name", Value: str("minishop")}, {Key: "app", Value: str("minishop")},
-		}},
-		ScopeLogs: []*logspb.ScopeLogs{{
-			Scope: &commonpb.InstrumentationScope{Name: "minishop"},
-			LogRecords: []*logspb.LogRecord{{
-				TimeUnixNano:   uint64(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).UnixNano()),
-				SeverityNumber: logspb.SeverityNumber_SEVERITY_NUMBER_WARN,
-				SeverityText:   "WARN",
-				Body:           str("payment failed"),
-				TraceId:        []byte{0x5b, 0x8e, 0xff, 0xf7, 0x98, 0x03, 0x81, 0x03, 0xd2, 0x69, 0xb6, 0x33, 0x81, 0x3f, 0xc6, 0x0c},
-				SpanId:         []byte{0xee, 0xe1, 0x9b, 0x7e, 0xc3, 0xc1, 0xb1, 0x74},
-				Attributes: []*commonpb.KeyValue{
-					{Key: "reason", Value: str("card_declined")},
-					{Key: "amount_cents", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: 1299}}},
-				},
-			}},
-		}},
-	}}}
-}
-
-func checkSample(t *testing.T, s *LogSink) {
-	t.Helper()
-	recs := s.Records()
-	if len(recs) != 1 {
-		t.Fatalf("%d records, want 1", len(recs))
-	}
-	r := recs[0]
-	if r.BodyString() != "payment failed" || r.TraceID != "5b8efff798038103d269b633813fc60c" || r.SpanID != "eee19b7ec3c1b174" ||
-		r.Resource["app"] != "minishop" || r.Resource["service.name"] != "minishop" || r.Attributes["reason"] != "card_declined" ||
-		r.Attributes["amount_cents"] != int64(1299) || r.SeverityText != "WARN" || r.Scope != "minishop" {
-		t.Errorf("record %+v", r)
-	}
-}
-
-func TestLogSinkProtobufGzipAndJSON(t *testing.T) {
-	s := NewLogSink(5)
-	a, err := s.Listen("127.0.0.1:0")
+// The rendered loki.yaml listens on the given loopback ports and keeps its data under the lab directory;
+// nothing else changes.
+func TestRenderLokiPortsAndDataDir(t *testing.T) {
+	dir := t.TempDir()
+	out, err := RenderLoki(repo, dir, 13100, 19096)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
-
-	pb, _ := proto.Marshal(sampleRequest())
-	var gz bytes.Buffer
-	zw := gzip.NewWriter(&gz)
-	zw.Write(pb)
-	zw.Close()
-	req, _ := http.NewRequest(http.MethodPost, "http://"+a+"/otlp/v1/logs", &gz)
-	req.Header.Set("Content-Type", "application/x-protobuf")
-	req.Header.Set("Content-Encoding", "gzip")
-	resp, err := http.DefaultClient.Do(req)
+	b, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/x-protobuf" {
-		t.Fatalf("protobuf export: %s %s", resp.Status, resp.Header.Get("Content-Type"))
+	got := string(b)
+	for _, want := range []string{"http_listen_port: 13100", "http_listen_address: 127.0.0.1", "grpc_listen_port: 19096",
+		"grpc_listen_address: 127.0.0.1", "path_prefix: " + filepath.Join(dir, "loki"), "chunks_directory: " + filepath.Join(dir, "loki", "chunks")} {
+		if !strings.Contains(got, want) {
+			t.Errorf("rendered loki.yaml lacks %q", want)
+		}
 	}
-	checkSample(t, s)
-	if f := s.Formats(); f["application/x-protobuf+gzip"] != 1 {
-		t.Errorf("formats %v", f)
-	}
-
-	// OTLP JSON (hex ids, as the spec says) to /v1/logs.
-	s2 := NewLogSink(5)
-	a2, _ := s2.Listen("127.0.0.1:0")
-	defer s2.Close()
-	js := `{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"minishop"}},{"key":"app","value":{"stringValue":"minishop"}}]},
-	"scopeLogs":[{"scope":{"name":"minishop"},"logRecords":[{"timeUnixNano":"1767323045000000000","severityNumber":13,"severityText":"WARN",
-	"body":{"stringValue":"payment failed"},"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174",
-	"attributes":[{"key":"reason","value":{"stringValue":"card_declined"}},{"key":"amount_cents","value":{"intValue":"1299"}}]}]}]}]}`
-	resp, err = http.Post("http://"+a2+"/v1/logs", "application/json", strings.NewReader(js))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("JSON export: %s", resp.Status)
-	}
-	checkSample(t, s2)
-
-	// Malformed bodies are refused and counted.
-	resp, _ = http.Post("http://"+a2+"/v1/logs", "application/x-protobuf", strings.NewReader("\xff\xff\xff"))
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusBadRequest {
-		t.Errorf("garbage protobuf: %s", resp.Status)
-	}
-	if _, _, rejected := s2.Stats(); rejected != 1 {
-		t.Errorf("rejected = %d", rejected)
-	}
-
-	// GET /records with filters.
-	resp, err = http.Get("http://" + a2 + "/records?trace_id=5B8EFFF798038103D269B633813FC60C&contains=payment")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var recs []LogRecord
-	json.NewDecoder(resp.Body).Decode(&recs)
-	resp.Body.Close()
-	if len(recs) != 1 {
-		t.Errorf("GET /records?trace_id=...: %d records", len(recs))
-	}
-}
-
-func TestLogSinkKeepsTheLastN(t *testing.T) {
-	s := NewLogSink(3)
-	for i := 0; i < 5; i++ {
-		req := sampleRequest()
-		req.ResourceLogs[0].ScopeLogs[0].LogRecords[0].Body = &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: string(rune('a' + i))}}
-		s.add(req, false)
-	}
-	var bodies []string
-	for _, r := range s.Records() {
-		bodies = append(bodies, r.BodyString())
-	}
-	if strings.Join(bodies, "") != "cde" {
-		t.Errorf("kept %v, want the last three in order", bodies)
-	}
-	if total, requests, _ := s.Stats(); total != 5 || requests != 5 {
-		t.Errorf("stats %d %d", total, requests)
+	for _, gone := range []string{": /loki", "_port: 3100", "_port: 9096"} {
+		if strings.Contains(got, gone) {
+			t.Errorf("rendered loki.yaml still has %q", gone)
+		}
 	}
 }

@@ -23,7 +23,9 @@ type Ports struct {
 	CollectorHealth  int // Collector health_check
 	CollectorMetrics int // Collector's own metrics (scraped by Prometheus)
 	SlackMock        int // Slack mock (8070)
-	Logs             int // the in-process log sink standing in for Loki (compose's Loki: 3100)
+	Loki             int // Loki HTTP API and OTLP push (3100)
+	LokiGRPC         int // Loki's gRPC port (it talks to itself on it)
+	ShopAdmin        int // the shop's fault-injection API (compose: 9091 inside the network, not published)
 }
 
 // ComposePorts are the host ports compose publishes by default, and the .env variables that override them.
@@ -38,7 +40,7 @@ var ComposePorts = []struct {
 	{"OTLP_HTTP_PORT", 4318, func(p *Ports) *int { return &p.CollectorHTTP }},
 	{"PROMETHEUS_PORT", 9090, func(p *Ports) *int { return &p.Prometheus }},
 	{"ALERTMANAGER_PORT", 9093, func(p *Ports) *int { return &p.Alertmanager }},
-	{"LOKI_PORT", 3100, func(p *Ports) *int { return &p.Logs }},
+	{"LOKI_PORT", 3100, func(p *Ports) *int { return &p.Loki }},
 	{"JAEGER_UI_PORT", 16686, func(p *Ports) *int { return &p.JaegerUI }},
 	{"SLACK_MOCK_PORT", 8070, func(p *Ports) *int { return &p.SlackMock }},
 }
@@ -74,7 +76,8 @@ func (p *Ports) all() []struct {
 		{"jaeger ui", &p.JaegerUI}, {"jaeger query grpc", &p.JaegerQueryGRPC}, {"jaeger otlp grpc", &p.JaegerOTLPGRPC},
 		{"jaeger otlp http", &p.JaegerOTLPHTTP}, {"jaeger health", &p.JaegerHealth}, {"jaeger metrics", &p.JaegerMetrics},
 		{"collector grpc", &p.CollectorGRPC}, {"collector http", &p.CollectorHTTP}, {"collector health", &p.CollectorHealth},
-		{"collector metrics", &p.CollectorMetrics}, {"slack mock", &p.SlackMock}, {"log sink", &p.Logs},
+		{"collector metrics", &p.CollectorMetrics}, {"slack mock", &p.SlackMock}, {"loki", &p.Loki},
+		{"loki grpc", &p.LokiGRPC}, {"shop admin", &p.ShopAdmin},
 	}
 }
 

@@ -162,3 +162,39 @@ func PrometheusFlags(repoRoot string) ([]string, error) {
 	}
 	return flags, nil
 }
+
+// composeLokiValues are the lines of loki/loki.yaml that hold a container port or path; RenderLoki replaces
+// each (all must occur: a drifted file fails the render instead of running with a container path).
+var composeLokiValues = []string{"http_listen_port: 3100", "grpc_listen_port: 9096", " /loki"}
+
+// RenderLoki copies loki/loki.yaml into dir with only the listen ports (now on 127.0.0.1) and the data
+// directory (/loki becomes dir/loki) replaced. It returns the config path.
+func RenderLoki(repoRoot, dir string, httpPort, grpcPort int) (string, error) {
+	src := filepath.Join(repoRoot, "loki", "loki.yaml")
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return "", err
+	}
+	text := string(b)
+	for _, v := range composeLokiValues {
+		if !strings.Contains(text, v) {
+			return "", fmt.Errorf("render %s: %q not found; the native lab must learn the new layout", src, v)
+		}
+	}
+	data := filepath.Join(dir, "loki")
+	text = strings.NewReplacer(
+		"http_listen_port: 3100", fmt.Sprintf("http_listen_port: %d\n  http_listen_address: 127.0.0.1", httpPort),
+		"grpc_listen_port: 9096", fmt.Sprintf("grpc_listen_port: %d\n  grpc_listen_address: 127.0.0.1", grpcPort),
+		" /loki", " "+data,
+	).Replace(text)
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		return "", err
+	}
+	header := "# RENDERED by labtest/nativelab from " + src + " for the native lab on 127.0.0.1:\n" +
+		"# only the listen ports (and address) and the data directory were replaced. Edit the original, not this copy.\n"
+	out := filepath.Join(dir, "loki.yaml")
+	if err := os.WriteFile(out, []byte(header+text), 0o644); err != nil {
+		return "", err
+	}
+	return out, nil
+}

@@ -1,12 +1,12 @@
 // Command nativelab runs the MiniShop lab without Docker, on 127.0.0.1: Alertmanager, the Slack mock,
-// Jaeger v2, Prometheus, the OpenTelemetry Collector and the shop, with the repo's own config files
-// (Loki is replaced by an in-process OTLP log sink; Grafana is not run). It prints where everything
+// Jaeger v2, Loki, Prometheus, the OpenTelemetry Collector and the shop, with the repo's own config files
+// (Grafana is not run: it cannot be built here). It prints where everything
 // listens, sends no traffic itself, and stops every program it started on Ctrl-C or SIGTERM.
 //
 //	cd labtest && go run ./cmd/nativelab            (or: ./task lab:native)
 //
 // Ports are compose's defaults (shop 8080, Prometheus 9090, Alertmanager 9093, Jaeger 16686, Collector
-// 4317/4318, Slack mock 8070, log sink 3100), overridden by the same variables as compose's .env
+// 4317/4318, Slack mock 8070, Loki 3100), overridden by the same variables as compose's .env
 // (MINISHOP_PORT, OTLP_GRPC_PORT, OTLP_HTTP_PORT, PROMETHEUS_PORT, ALERTMANAGER_PORT, LOKI_PORT,
 // JAEGER_UI_PORT, SLACK_MOCK_PORT: from the environment, else from the repo's .env), or by flags.
 // The programs come from scripts/native-tools.sh (./task tools).
