@@ -37,8 +37,17 @@ type Dashboard struct {
 	Description string          `json:"description"`
 	Refresh     string          `json:"refresh"`
 	Time        DashboardTime   `json:"time"`
+	Links       []DashboardLink `json:"links"`
 	Panels      []Panel         `json:"panels"`
 	Raw         json.RawMessage `json:"-"`
+}
+
+// DashboardLink is one link of a dashboard's link bar (type "link": to URL; type "dashboards": by tags).
+type DashboardLink struct {
+	Title string   `json:"title"`
+	Type  string   `json:"type"`
+	URL   string   `json:"url"`
+	Tags  []string `json:"tags"`
 }
 
 // DashboardTime is a dashboard's default time range.

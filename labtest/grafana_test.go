@@ -297,8 +297,8 @@ func TestDashboardsParseWithStableUIDs(t *testing.T) {
 			t.Errorf("%s: no panels", f)
 		}
 	}
-	// The lab's dashboard, moving while you watch: short refresh, short default range.
-	for uid, title := range map[string]string{"minishop": "MiniShop"} {
+	// The lab's two dashboards, moving while you watch: short refresh, short default range.
+	for uid, title := range map[string]string{"minishop": "MiniShop", "pipeline": "Telemetry pipeline"} {
 		f, ok := uids[uid]
 		if !ok {
 			t.Errorf("no dashboard with uid %s among %v", uid, uids)
@@ -314,6 +314,48 @@ func TestDashboardsParseWithStableUIDs(t *testing.T) {
 		if d.Time.From != "now-15m" || d.Time.To != "now" {
 			t.Errorf("dashboard %s time = %+v, want now-15m..now", uid, d.Time)
 		}
+	}
+}
+
+// The pipeline dashboard is one click away from the MiniShop dashboard (and back), and every
+// dashboard link opens a provisioned dashboard (Grafana's route /d/:uid/:slug?,
+// public/app/routes/routes.tsx).
+func TestPipelineDashboardIsLinkedFromMiniShop(t *testing.T) {
+	uids := map[string]bool{}
+	for _, d := range loadDashboardsT(t) {
+		uids[d.UID] = true
+	}
+	linkRe := regexp.MustCompile(`^/d/([A-Za-z0-9_-]+)(/[^?]*)?(\?.*)?$`)
+	linksTo := func(d Dashboard, uid string) bool {
+		for _, l := range d.Links {
+			if m := linkRe.FindStringSubmatch(l.URL); m != nil && m[1] == uid {
+				return true
+			}
+		}
+		return false
+	}
+	for f, d := range loadDashboardsT(t) {
+		for _, l := range d.Links {
+			// DashboardLink.type is "link" or "dashboards" (DashboardLinkType, dashboard schema).
+			if l.Type != "link" && l.Type != "dashboards" {
+				t.Errorf("%s: link %q has type %q, want link or dashboards", f, l.Title, l.Type)
+			}
+			if l.Type != "link" {
+				continue
+			}
+			if l.Title == "" {
+				t.Errorf("%s: link to %s has no title", f, l.URL)
+			}
+			if m := linkRe.FindStringSubmatch(l.URL); m == nil || !uids[m[1]] {
+				t.Errorf("%s: link %q goes to %q, which is not /d/<uid> of a provisioned dashboard", f, l.Title, l.URL)
+			}
+		}
+	}
+	if !linksTo(dashboardByUID(t, "minishop"), "pipeline") {
+		t.Error("the MiniShop dashboard has no link to the Telemetry pipeline dashboard (/d/pipeline)")
+	}
+	if !linksTo(dashboardByUID(t, "pipeline"), "minishop") {
+		t.Error("the Telemetry pipeline dashboard has no link back to the MiniShop dashboard (/d/minishop)")
 	}
 }
 
@@ -772,6 +814,24 @@ func TestDashboardPromQLParsesAndUsesExistingRules(t *testing.T) {
 	} {
 		if !used["minishop"][want] {
 			t.Errorf("no MiniShop dashboard query reads %s", want)
+		}
+	}
+	// The pipeline dashboard, per signal: accepted, refused, sent, failed to send, dropped on a full queue;
+	// and what each backend says it ingested.
+	for _, signal := range []string{"spans", "metric_points", "log_records"} {
+		for _, m := range []string{"receiver_accepted", "receiver_refused", "exporter_sent", "exporter_send_failed", "exporter_enqueue_failed", "processor_memory_limiter_refused"} {
+			if name := "otelcol_" + m + "_" + signal; !used["pipeline"][name] {
+				t.Errorf("the pipeline dashboard does not read %s", name)
+			}
+		}
+	}
+	for _, want := range []string{
+		"otelcol_exporter_queue_size", "otelcol_exporter_queue_capacity", "otelcol_processor_batch_batch_send_size_bucket",
+		"otelcol_receiver_accepted_spans_total", "otelcol_exporter_sent_spans_total", // Jaeger
+		"prometheus_http_requests_total", "loki_distributor_lines_received_total",
+	} {
+		if !used["pipeline"][want] {
+			t.Errorf("the pipeline dashboard does not read %s", want)
 		}
 	}
 	// At least one query asks for exemplars, on the raw histogram (recording rules carry none).
