@@ -294,6 +294,7 @@ func TestPrometheusStartsWithLabConfig(t *testing.T) {
 		"alertmanager:9093":   amAddr,
 		"otel-collector:8888": freeAddr(t),
 		"jaeger:8888":         freeAddr(t),
+		"loki:3100":           freeAddr(t),
 	}
 	cfg := string(src)
 	for from, to := range targets {
@@ -445,7 +446,7 @@ func TestPrometheusStartsWithLabConfig(t *testing.T) {
 			}
 		}
 		sort.Strings(jobs)
-		if want := []string{"alertmanager", "jaeger", "otel-collector", "prometheus"}; !slices.Equal(jobs, want) {
+		if want := []string{"alertmanager", "jaeger", "loki", "otel-collector", "prometheus"}; !slices.Equal(jobs, want) {
 			return fmt.Errorf("scrape jobs %v, want %v (the shop must never be scraped)", jobs, want)
 		}
 		if !selfUp {

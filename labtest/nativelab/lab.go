@@ -258,6 +258,7 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 		"otel-collector:8888": addr(ports.CollectorMetrics),
 		"jaeger:8888":         addr(ports.JaegerMetrics),
 		"alertmanager:9093":   addr(ports.Alertmanager),
+		"loki:3100":           addr(ports.Loki),
 	}, opts.AlertFor); err != nil {
 		return nil, err
 	}

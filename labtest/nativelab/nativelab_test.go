@@ -20,6 +20,7 @@ func TestRenderPrometheusOnlyReplacesTargets(t *testing.T) {
 		"otel-collector:8888": "127.0.0.1:18888",
 		"jaeger:8888":         "127.0.0.1:18889",
 		"alertmanager:9093":   "127.0.0.1:19093",
+		"loki:3100":           "127.0.0.1:13100",
 	}
 	out, err := RenderPrometheus(repo, dir, targets, 0)
 	if err != nil {

@@ -15,7 +15,7 @@ import (
 
 // PrometheusTargets are the compose host:port values in prometheus/prometheus.yml, in the order of
 // Ports fields that replace them.
-var composePrometheusTargets = []string{"localhost:9090", "otel-collector:8888", "jaeger:8888", "alertmanager:9093"}
+var composePrometheusTargets = []string{"localhost:9090", "otel-collector:8888", "jaeger:8888", "alertmanager:9093", "loki:3100"}
 
 // RenderPrometheus copies prometheus/prometheus.yml (from repoRoot) and its rules directory into dir,
 // replacing each quoted compose target with the address in targets (keys are composePrometheusTargets).
