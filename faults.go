@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -221,6 +223,9 @@ func newAdminServer(tel *telemetry, f *faults, token string) http.Handler {
 	mux.Handle("GET /faults", handleGetFaults(f))
 	mux.Handle("PATCH /faults", handlePatchFaults(tel, f))
 	mux.Handle("POST /faults/reset", handleResetFaults(tel, f))
+	// Profiles of the running shop, for `go tool pprof` (the pipeline benchmark's -profile uses them).
+	mux.Handle("GET /debug/pprof/profile", handleCPUProfile())
+	mux.Handle("GET /debug/pprof/{name}", handleProfile())
 	mux.Handle("/", handleNotFound())
 	return requireToken(token)(mux)
 }
@@ -307,4 +312,45 @@ func changeFaults(ctx context.Context, tel *telemetry, f *faults, before, after 
 		"inventory_delay", time.Duration(after.InventoryDelay.Fixed).String(),
 		"out_of_stock_rate", after.OutOfStockRate,
 		"before", string(old), "after", string(now))
+}
+
+// handleCPUProfile answers a CPU profile of the next ?seconds=N (default 10, at most 120).
+func handleCPUProfile() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seconds := 10
+		if s := r.URL.Query().Get("seconds"); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 || n > 120 {
+				writeError(r.Context(), w, http.StatusBadRequest, "invalid_request", "seconds must be 1 to 120")
+				return
+			}
+			seconds = n
+		}
+		d := time.Duration(seconds) * time.Second
+		// The admin server's write timeout is shorter than a long profile.
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d + 10*time.Second))
+		w.Header().Set("Content-Type", "application/octet-stream")
+		if err := pprof.StartCPUProfile(w); err != nil {
+			writeError(r.Context(), w, http.StatusConflict, "profile_running", err.Error())
+			return
+		}
+		select {
+		case <-time.After(d):
+		case <-r.Context().Done():
+		}
+		pprof.StopCPUProfile()
+	})
+}
+
+// handleProfile answers a runtime profile by name: allocs, heap, goroutine, mutex, block, threadcreate.
+func handleProfile() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := pprof.Lookup(r.PathValue("name"))
+		if p == nil {
+			writeError(r.Context(), w, http.StatusNotFound, "not_found", "no such profile; try allocs, heap, goroutine")
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		_ = p.WriteTo(w, 0)
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,14 +44,15 @@ type providers struct {
 // Exporters are configured by the standard OTEL_* environment variables
 // (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES,
 // OTEL_TRACES_SAMPLER, OTEL_METRIC_EXPORT_INTERVAL, OTEL_BSP_*, OTEL_BLRP_*, …).
-// OTEL_SDK_DISABLED=true gives no-op providers.
+// OTEL_TRACES_EXPORTER, OTEL_METRICS_EXPORTER and OTEL_LOGS_EXPORTER=none turn one
+// signal off (a no-op provider); OTEL_SDK_DISABLED=true turns all of them off.
 // The returned shutdown flushes and stops every provider; call it once, on the way out.
 func setupOTelSDK(ctx context.Context, getenv func(string) string) (p providers, shutdown func(context.Context) error, err error) {
 	if getenv("OTEL_SDK_DISABLED") == "true" {
 		return noopProviders(), func(context.Context) error { return nil }, nil
 	}
 	var shutdowns []func(context.Context) error
-	shutdown = func(ctx context.Context) error {
+	stop := func(ctx context.Context) error {
 		var errs error
 		for _, fn := range shutdowns {
 			errs = errors.Join(errs, fn(ctx))
@@ -61,7 +63,7 @@ func setupOTelSDK(ctx context.Context, getenv func(string) string) (p providers,
 	// On a failure half way, stop what was already started.
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, shutdown(ctx))
+			err = errors.Join(err, stop(ctx))
 		}
 	}()
 
@@ -70,52 +72,83 @@ func setupOTelSDK(ctx context.Context, getenv func(string) string) (p providers,
 		return p, nil, err
 	}
 
+	// OTEL_{TRACES,METRICS,LOGS}_EXPORTER: otlp (the default) or none, per signal.
+	var exporting [3]bool
+	for i, signal := range []string{"TRACES", "METRICS", "LOGS"} {
+		if exporting[i], err = exporterEnabled(getenv, signal); err != nil {
+			return p, nil, err
+		}
+	}
+	p = noopProviders()
+
 	// With no endpoint configured the exporters dial localhost:4317; a local
 	// Collector there speaks plaintext, so don't try TLS against it.
-	var traceOpts []otlptracegrpc.Option
-	var metricOpts []otlpmetricgrpc.Option
-	var logOpts []otlploggrpc.Option
-	if defaultEndpoint(getenv, "TRACES") {
-		traceOpts = append(traceOpts, otlptracegrpc.WithInsecure())
-	}
-	if defaultEndpoint(getenv, "METRICS") {
-		metricOpts = append(metricOpts, otlpmetricgrpc.WithInsecure())
-	}
-	if defaultEndpoint(getenv, "LOGS") {
-		logOpts = append(logOpts, otlploggrpc.WithInsecure())
+	if exporting[0] {
+		var opts []otlptracegrpc.Option
+		if defaultEndpoint(getenv, "TRACES") {
+			opts = append(opts, otlptracegrpc.WithInsecure())
+		}
+		exp, err := otlptracegrpc.New(ctx, opts...)
+		if err != nil {
+			return p, nil, fmt.Errorf("trace exporter: %w", err)
+		}
+		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+		shutdowns = append(shutdowns, tp.Shutdown)
+		p.tracer = tp
 	}
 
-	traceExp, err := otlptracegrpc.New(ctx, traceOpts...)
-	if err != nil {
-		return p, nil, fmt.Errorf("trace exporter: %w", err)
+	if exporting[1] {
+		var opts []otlpmetricgrpc.Option
+		if defaultEndpoint(getenv, "METRICS") {
+			opts = append(opts, otlpmetricgrpc.WithInsecure())
+		}
+		exp, err := otlpmetricgrpc.New(ctx, opts...)
+		if err != nil {
+			return p, nil, fmt.Errorf("metric exporter: %w", err)
+		}
+		var readerOpts []sdkmetric.PeriodicReaderOption
+		if getenv("OTEL_METRIC_EXPORT_INTERVAL") == "" {
+			// The SDK default is 60 s; a lab wants its dashboards to move within seconds.
+			readerOpts = append(readerOpts, sdkmetric.WithInterval(5*time.Second))
+		}
+		mp := sdkmetric.NewMeterProvider(
+			sdkmetric.WithReader(sdkmetric.NewPeriodicReader(exp, readerOpts...)),
+			sdkmetric.WithResource(res),
+		)
+		shutdowns = append(shutdowns, mp.Shutdown)
+		p.meter = mp
 	}
-	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(traceExp), sdktrace.WithResource(res))
-	shutdowns = append(shutdowns, tp.Shutdown)
 
-	metricExp, err := otlpmetricgrpc.New(ctx, metricOpts...)
-	if err != nil {
-		return p, nil, fmt.Errorf("metric exporter: %w", err)
+	if exporting[2] {
+		var opts []otlploggrpc.Option
+		if defaultEndpoint(getenv, "LOGS") {
+			opts = append(opts, otlploggrpc.WithInsecure())
+		}
+		exp, err := otlploggrpc.New(ctx, opts...)
+		if err != nil {
+			return p, nil, fmt.Errorf("log exporter: %w", err)
+		}
+		lp := sdklog.NewLoggerProvider(sdklog.WithProcessor(sdklog.NewBatchProcessor(exp)), sdklog.WithResource(res))
+		// Logs shut down last, so what the other providers report while stopping still goes out.
+		shutdowns = append(shutdowns, lp.Shutdown)
+		p.logger = lp
 	}
-	var readerOpts []sdkmetric.PeriodicReaderOption
-	if getenv("OTEL_METRIC_EXPORT_INTERVAL") == "" {
-		// The SDK default is 60 s; a lab wants its dashboards to move within seconds.
-		readerOpts = append(readerOpts, sdkmetric.WithInterval(5*time.Second))
-	}
-	mp := sdkmetric.NewMeterProvider(
-		sdkmetric.WithReader(sdkmetric.NewPeriodicReader(metricExp, readerOpts...)),
-		sdkmetric.WithResource(res),
-	)
-	shutdowns = append(shutdowns, mp.Shutdown)
 
-	logExp, err := otlploggrpc.New(ctx, logOpts...)
-	if err != nil {
-		return p, nil, fmt.Errorf("log exporter: %w", err)
-	}
-	lp := sdklog.NewLoggerProvider(sdklog.WithProcessor(sdklog.NewBatchProcessor(logExp)), sdklog.WithResource(res))
-	// Logs shut down last, so what the other providers report while stopping still goes out.
-	shutdowns = append(shutdowns, lp.Shutdown)
+	return p, stop, nil
+}
 
-	return providers{tracer: tp, meter: mp, logger: lp}, shutdown, nil
+// exporterEnabled reads OTEL_<signal>_EXPORTER, the standard switch: otlp (the default) exports the
+// signal over OTLP gRPC, none turns it off (a no-op provider: no cost at all).
+func exporterEnabled(getenv func(string) string, signal string) (bool, error) {
+	name := "OTEL_" + signal + "_EXPORTER"
+	switch v := strings.TrimSpace(getenv(name)); v {
+	case "", "otlp":
+		return true, nil
+	case "none":
+		return false, nil
+	default:
+		return false, fmt.Errorf("%s=%q: the shop exports otlp or none", name, v)
+	}
 }
 
 // defaultEndpoint reports whether no OTLP endpoint is configured for the signal.

@@ -2,17 +2,20 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/log"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
@@ -352,4 +355,30 @@ func mapsEqual[K comparable, V comparable](a, b map[K]V) bool {
 		}
 	}
 	return true
+}
+
+func TestSignalExporterSwitches(t *testing.T) {
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+freeAddr(t)) // nothing listens: nothing is sent
+	env := map[string]string{"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "otlp", "OTEL_LOGS_EXPORTER": "none"}
+	p, shutdown, err := setupOTelSDK(t.Context(), func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond) // nobody to flush to
+		defer cancel()
+		_ = shutdown(ctx)
+	}()
+	noop := noopProviders()
+	if p.tracer != noop.tracer || p.logger != noop.logger {
+		t.Errorf("traces and logs set to none, got providers %T and %T", p.tracer, p.logger)
+	}
+	if _, ok := p.meter.(*sdkmetric.MeterProvider); !ok {
+		t.Errorf("metrics set to otlp, got %T", p.meter)
+	}
+
+	env["OTEL_LOGS_EXPORTER"] = "console"
+	if _, _, err := setupOTelSDK(t.Context(), func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), "OTEL_LOGS_EXPORTER") {
+		t.Errorf("OTEL_LOGS_EXPORTER=console: err = %v, want one naming the variable", err)
+	}
 }
