@@ -22,6 +22,11 @@ import (
 )
 
 func main() {
+	// The OpenTelemetry SDK counts what it loses (full span and log queues, failed exports) in its own
+	// metrics only when this is set; the shop wants them (see setupOTelSDK). =false turns them off.
+	if os.Getenv("OTEL_GO_X_OBSERVABILITY") == "" {
+		os.Setenv("OTEL_GO_X_OBSERVABILITY", "true")
+	}
 	if err := run(context.Background(), os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintf(os.Stderr, "minishop: %s\n", err)
 		os.Exit(1)
@@ -132,7 +137,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 
-	prov, shutdownOTel, err := setupOTelSDK(ctx, getenv)
+	// Export errors and dropped telemetry go to stdout only (never back into OTLP), and seldom.
+	stdoutOnly := slog.New(slog.NewJSONHandler(stdout, nil))
+	otel.SetErrorHandler(&errorReporter{logger: stdoutOnly, every: 30 * time.Second})
+	prov, shutdownOTel, err := setupOTelSDK(ctx, getenv, stdoutOnly)
 	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)
 	}
@@ -145,10 +153,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			err = errors.Join(err, fmt.Errorf("telemetry shutdown: %w", serr))
 		}
 	}()
-	// Export errors go to stdout only (never back into OTLP), and seldom.
-	stdoutOnly := slog.New(slog.NewJSONHandler(stdout, nil))
-	otel.SetErrorHandler(&errorReporter{logger: stdoutOnly, every: 30 * time.Second})
-
 	logger := newLogger(stdout, prov.logger)
 	tel, err := newTelemetry(prov, logger)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -27,6 +28,25 @@ type otlpSink struct {
 	spans    []string // span names
 	logs     []string // log bodies
 	requests int64    // the last cumulative value of the request counter, summed over series
+	// sums holds the last value of every integer sum, by metric name and then data point attributes.
+	sums map[string]map[string]int64
+}
+
+// sum adds up a metric's data points whose attributes include every key=value of want.
+func (s *otlpSink) sum(name string, want ...string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var total int64
+	for attrs, v := range s.sums[name] {
+		match := true
+		for _, kv := range want {
+			match = match && strings.Contains(" "+attrs+" ", " "+kv+" ")
+		}
+		if match {
+			total += v
+		}
+	}
+	return total
 }
 
 func (s *otlpSink) Export(_ context.Context, req *coltrace.ExportTraceServiceRequest) (*coltrace.ExportTraceServiceResponse, error) {
@@ -50,6 +70,20 @@ func (m metricsService) Export(_ context.Context, req *colmetrics.ExportMetricsS
 	for _, rm := range req.ResourceMetrics {
 		for _, sm := range rm.ScopeMetrics {
 			for _, met := range sm.Metrics {
+				for _, dp := range met.GetSum().GetDataPoints() {
+					var attrs []string
+					for _, kv := range dp.Attributes {
+						attrs = append(attrs, kv.Key+"="+kv.Value.GetStringValue())
+					}
+					slices.Sort(attrs)
+					if m.sums == nil {
+						m.sums = map[string]map[string]int64{}
+					}
+					if m.sums[met.Name] == nil {
+						m.sums[met.Name] = map[string]int64{}
+					}
+					m.sums[met.Name][strings.Join(attrs, " ")] = dp.GetAsInt()
+				}
 				if met.Name != "request" {
 					continue
 				}
@@ -238,4 +272,63 @@ func TestRunRejectsBadConfig(t *testing.T) {
 			t.Errorf("run(%v, %v) = nil, want an error", c.env, c.args)
 		}
 	}
+}
+
+// Telemetry the SDK loses is counted, exported and logged: with queues of one span and one log record and
+// a trace and log endpoint where nothing listens (a stopped Collector), the queues overflow and exports
+// fail; the SDK's own counters say so through the (working) metrics pipeline, and stdout says so once.
+func TestDroppedTelemetryIsCountedExportedAndLogged(t *testing.T) {
+	sink, otlpAddr := startOTLPSink(t)
+	t.Setenv("OTEL_GO_X_OBSERVABILITY", "true") // what main sets
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+freeAddr(t))
+	t.Setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://"+otlpAddr)
+	t.Setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "200") // ms: a failed export gives up quickly
+	t.Setenv("OTEL_BSP_MAX_QUEUE_SIZE", "1")
+	t.Setenv("OTEL_BLRP_MAX_QUEUE_SIZE", "1")
+	t.Setenv("OTEL_METRIC_EXPORT_INTERVAL", "100")
+	addr, stop, stdout := startRun(t, "-shutdown-timeout", "1s")
+	for range 30 {
+		if resp := post(t, "http://"+addr+"/order", `{"items":[{"sku":"STICKER-PACK","quantity":1}]}`); resp.StatusCode != 201 {
+			t.Fatalf("POST /order = %d", resp.StatusCode)
+		}
+	}
+	checks := []struct {
+		metric string
+		want   []string
+	}{
+		{"otel.sdk.processor.span.processed", []string{"error.type=queue_full"}},
+		{"otel.sdk.processor.log.processed", []string{"error.type=queue_full"}},
+		{"otel.sdk.exporter.span.exported", nil}, // the failed exports' error types vary
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, c := range checks {
+		for sink.sum(c.metric, c.want...) == 0 || (c.want == nil && !sink.hasErrorType(c.metric)) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %s%v > 0 exported; got %v", c.metric, c.want, sink.sums)
+			}
+			time.Sleep(50 * time.Millisecond) // poll interval
+		}
+	}
+	if err := stop(); err != nil && !strings.Contains(err.Error(), "telemetry shutdown") {
+		t.Fatalf("run: %v", err)
+	}
+	if n := strings.Count(stdout.String(), `"msg":"telemetry dropped"`); n != 1 {
+		t.Errorf("stdout has %d 'telemetry dropped' lines, want 1 (at most one per 30 s):\n%s", n, stdout)
+	}
+	// The first report comes with the first metric export that shows a loss (spans, here, or log records).
+	if !strings.Contains(stdout.String(), `"lost_spans":`) && !strings.Contains(stdout.String(), `"lost_log_records":`) {
+		t.Errorf("the report names no lost spans or log records:\n%s", stdout)
+	}
+}
+
+// hasErrorType reports whether a metric has a data point > 0 with an error.type attribute.
+func (s *otlpSink) hasErrorType(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for attrs, v := range s.sums[name] {
+		if v > 0 && strings.Contains(attrs, "error.type=") {
+			return true
+		}
+	}
+	return false
 }

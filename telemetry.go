@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"go.opentelemetry.io/contrib/bridges/otelslog"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
@@ -22,6 +24,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
@@ -46,8 +49,11 @@ type providers struct {
 // OTEL_TRACES_SAMPLER, OTEL_METRIC_EXPORT_INTERVAL, OTEL_BSP_*, OTEL_BLRP_*, …).
 // OTEL_TRACES_EXPORTER, OTEL_METRICS_EXPORTER and OTEL_LOGS_EXPORTER=none turn one
 // signal off (a no-op provider); OTEL_SDK_DISABLED=true turns all of them off.
+// What the SDK loses (a full span or log queue, a failed export) is counted by the SDK's own metrics
+// (OTEL_GO_X_OBSERVABILITY=true, which main turns on), exported with the shop's, and logged to report
+// at most once every 30 s.
 // The returned shutdown flushes and stops every provider; call it once, on the way out.
-func setupOTelSDK(ctx context.Context, getenv func(string) string) (p providers, shutdown func(context.Context) error, err error) {
+func setupOTelSDK(ctx context.Context, getenv func(string) string, report *slog.Logger) (p providers, shutdown func(context.Context) error, err error) {
 	if getenv("OTEL_SDK_DISABLED") == "true" {
 		return noopProviders(), func(context.Context) error { return nil }, nil
 	}
@@ -83,20 +89,6 @@ func setupOTelSDK(ctx context.Context, getenv func(string) string) (p providers,
 
 	// With no endpoint configured the exporters dial localhost:4317; a local
 	// Collector there speaks plaintext, so don't try TLS against it.
-	if exporting[0] {
-		var opts []otlptracegrpc.Option
-		if defaultEndpoint(getenv, "TRACES") {
-			opts = append(opts, otlptracegrpc.WithInsecure())
-		}
-		exp, err := otlptracegrpc.New(ctx, opts...)
-		if err != nil {
-			return p, nil, fmt.Errorf("trace exporter: %w", err)
-		}
-		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
-		shutdowns = append(shutdowns, tp.Shutdown)
-		p.tracer = tp
-	}
-
 	if exporting[1] {
 		var opts []otlpmetricgrpc.Option
 		if defaultEndpoint(getenv, "METRICS") {
@@ -111,12 +103,30 @@ func setupOTelSDK(ctx context.Context, getenv func(string) string) (p providers,
 			// The SDK default is 60 s; a lab wants its dashboards to move within seconds.
 			readerOpts = append(readerOpts, sdkmetric.WithInterval(5*time.Second))
 		}
+		drops := &dropReporter{Exporter: exp, logger: report, every: 30 * time.Second}
 		mp := sdkmetric.NewMeterProvider(
-			sdkmetric.WithReader(sdkmetric.NewPeriodicReader(exp, readerOpts...)),
+			sdkmetric.WithReader(sdkmetric.NewPeriodicReader(drops, readerOpts...)),
 			sdkmetric.WithResource(res),
 		)
 		shutdowns = append(shutdowns, mp.Shutdown)
 		p.meter = mp
+		// The SDK's own metrics (queues, drops, failed exports) are made on the global meter provider,
+		// when each processor and exporter below is created: set it first.
+		otel.SetMeterProvider(mp)
+	}
+
+	if exporting[0] {
+		var opts []otlptracegrpc.Option
+		if defaultEndpoint(getenv, "TRACES") {
+			opts = append(opts, otlptracegrpc.WithInsecure())
+		}
+		exp, err := otlptracegrpc.New(ctx, opts...)
+		if err != nil {
+			return p, nil, fmt.Errorf("trace exporter: %w", err)
+		}
+		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+		shutdowns = append(shutdowns, tp.Shutdown)
+		p.tracer = tp
 	}
 
 	if exporting[2] {
@@ -286,4 +296,79 @@ func (r *errorReporter) Handle(err error) {
 	r.last, r.suppressed = now, 0
 	r.mu.Unlock()
 	r.logger.Warn("telemetry export failing", "error", err.Error(), "suppressed_since_last_report", suppressed)
+}
+
+// dropReporter sits between the metric reader and its exporter. Every export passes through unchanged;
+// on the way it reads the SDK's own loss counters in it (OTEL_GO_X_OBSERVABILITY) and logs what was
+// lost since the last report, at most once per interval, so no loss goes unsaid and none floods the log.
+type dropReporter struct {
+	sdkmetric.Exporter
+	logger *slog.Logger
+	every  time.Duration
+
+	mu       sync.Mutex
+	last     time.Time
+	reported map[string]int64 // lost items already reported, by signal
+}
+
+func (d *dropReporter) Export(ctx context.Context, rm *metricdata.ResourceMetrics) error {
+	d.check(rm)
+	return d.Exporter.Export(ctx, rm)
+}
+
+// lostSignal names the signal whose losses an SDK self-observability metric counts, or "".
+// Its data points with an error.type attribute are items lost: error.type=queue_full for a full queue,
+// the export error's type for a failed export.
+func lostSignal(metric string) string {
+	switch metric {
+	case "otel.sdk.processor.span.processed", "otel.sdk.exporter.span.exported":
+		return "spans"
+	case "otel.sdk.processor.log.processed", "otel.sdk.exporter.log.exported":
+		return "log_records"
+	case "otel.sdk.exporter.metric_data_point.exported":
+		return "metric_points"
+	}
+	return ""
+}
+
+func (d *dropReporter) check(rm *metricdata.ResourceMetrics) {
+	lost := map[string]int64{}
+	var reasons []string
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			signal := lostSignal(m.Name)
+			sum, ok := m.Data.(metricdata.Sum[int64])
+			if signal == "" || !ok {
+				continue
+			}
+			for _, dp := range sum.DataPoints {
+				if reason, ok := dp.Attributes.Value("error.type"); ok && dp.Value > 0 {
+					lost[signal] += dp.Value // cumulative: all lost so far
+					if r := reason.Emit(); !slices.Contains(reasons, r) {
+						reasons = append(reasons, r)
+					}
+				}
+			}
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := time.Now()
+	if !d.last.IsZero() && now.Sub(d.last) < d.every {
+		return
+	}
+	var attrs []any
+	for _, signal := range []string{"spans", "log_records", "metric_points"} {
+		if n := lost[signal] - d.reported[signal]; n > 0 {
+			attrs = append(attrs, "lost_"+signal, n)
+		}
+	}
+	if len(attrs) == 0 {
+		return
+	}
+	d.last, d.reported = now, lost
+	slices.Sort(reasons)
+	attrs = append(attrs, "reasons", strings.Join(reasons, ","),
+		"see", "otel_sdk_processor_*_processed_total and otel_sdk_exporter_*_exported_total with error_type")
+	d.logger.Warn("telemetry dropped", attrs...)
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -360,7 +361,7 @@ func mapsEqual[K comparable, V comparable](a, b map[K]V) bool {
 func TestSignalExporterSwitches(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+freeAddr(t)) // nothing listens: nothing is sent
 	env := map[string]string{"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "otlp", "OTEL_LOGS_EXPORTER": "none"}
-	p, shutdown, err := setupOTelSDK(t.Context(), func(k string) string { return env[k] })
+	p, shutdown, err := setupOTelSDK(t.Context(), func(k string) string { return env[k] }, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,7 +379,36 @@ func TestSignalExporterSwitches(t *testing.T) {
 	}
 
 	env["OTEL_LOGS_EXPORTER"] = "console"
-	if _, _, err := setupOTelSDK(t.Context(), func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), "OTEL_LOGS_EXPORTER") {
+	if _, _, err := setupOTelSDK(t.Context(), func(k string) string { return env[k] }, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "OTEL_LOGS_EXPORTER") {
 		t.Errorf("OTEL_LOGS_EXPORTER=console: err = %v, want one naming the variable", err)
+	}
+}
+
+// The drop report says what was lost since the last report, at most once per interval.
+func TestDropReporterReportsLossesOncePerInterval(t *testing.T) {
+	var out syncBuffer
+	d := &dropReporter{logger: slog.New(slog.NewJSONHandler(&out, nil)), every: time.Hour}
+	lost := func(spans int64) *metricdata.ResourceMetrics {
+		return &metricdata.ResourceMetrics{ScopeMetrics: []metricdata.ScopeMetrics{{Metrics: []metricdata.Metrics{{
+			Name: "otel.sdk.processor.span.processed",
+			Data: metricdata.Sum[int64]{DataPoints: []metricdata.DataPoint[int64]{
+				{Attributes: attribute.NewSet(), Value: 1000}, // processed fine: not a loss
+				{Attributes: attribute.NewSet(attribute.String("error.type", "queue_full")), Value: spans},
+			}},
+		}}}}}
+	}
+	d.check(lost(0))
+	if out.String() != "" {
+		t.Fatalf("reported without a loss: %s", out.String())
+	}
+	d.check(lost(5))
+	d.check(lost(7)) // within the interval: held back
+	if n := strings.Count(out.String(), "telemetry dropped"); n != 1 || !strings.Contains(out.String(), `"lost_spans":5,"reasons":"queue_full"`) {
+		t.Fatalf("after two losses: %s", out.String())
+	}
+	d.last = d.last.Add(-2 * time.Hour) // the interval has passed
+	d.check(lost(12))
+	if !strings.Contains(out.String(), `"lost_spans":7,`) {
+		t.Errorf("second report should hold the 7 lost since the first: %s", out.String())
 	}
 }
