@@ -116,7 +116,8 @@ func createOrder(ctx context.Context, tel *telemetry, st *store, fs faultSetting
 	}
 	o := st.addOrder(lines, total)
 	span.SetAttributes(attribute.String("app.order.id", o.ID), attribute.Int64("app.order.total_cents", total))
-	tel.logger.InfoContext(ctx, "order created", "order_id", o.ID, "total_cents", total, "items", len(lines))
+	// No log record of its own: the access log names the order (order_id), the span has the rest.
+	setOrderID(ctx, o.ID)
 	return o, nil
 }
 
@@ -208,6 +209,7 @@ func handlePay(tel *telemetry, st *store, f *faults) http.Handler {
 			writeShopError(ctx, w, err)
 			return
 		}
+		setOrderID(ctx, o.ID)
 		paymentID, failure := chargePayment(ctx, tel, f.provider(), o, req.Method)
 		st.finishPayment(o.ID, paymentID, failureReason(failure))
 		if failure != nil {

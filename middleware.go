@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -16,10 +17,11 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// requestInfo is filled in by handlers for the telemetry middleware:
-// the machine-readable reason of a failed request (error_total's reason label).
+// requestInfo is filled in by handlers for the telemetry middleware: the machine-readable reason of a
+// failed request (error_total's reason label), and the order it was about, for the access log.
 type requestInfo struct {
-	reason string
+	reason  string
+	orderID string
 }
 
 type requestInfoKey struct{}
@@ -28,6 +30,13 @@ type requestInfoKey struct{}
 func setReason(ctx context.Context, reason string) {
 	if info, ok := ctx.Value(requestInfoKey{}).(*requestInfo); ok {
 		info.reason = reason
+	}
+}
+
+// setOrderID names the order the request created or paid, for its access log record.
+func setOrderID(ctx context.Context, id string) {
+	if info, ok := ctx.Value(requestInfoKey{}).(*requestInfo); ok {
+		info.orderID = id
 	}
 }
 
@@ -81,7 +90,7 @@ func observe(tel *telemetry) func(http.Handler) http.Handler {
 				}
 				status := rec.status()
 				elapsed := time.Since(start)
-				tel.record(ctx, span, r, method, route, status, info.reason, rec.bytes, elapsed)
+				tel.record(ctx, span, r, method, route, status, info, rec.bytes, elapsed)
 			}()
 			next.ServeHTTP(rec, r.WithContext(ctx))
 		})
@@ -89,19 +98,21 @@ func observe(tel *telemetry) func(http.Handler) http.Handler {
 }
 
 // record writes the metrics, span status and access log of one finished request.
-func (tel *telemetry) record(ctx context.Context, span trace.Span, r *http.Request, method, route string, status int, reason string, bytes int64, elapsed time.Duration) {
-	code := strconv.Itoa(status)
-	attrs := metric.WithAttributeSet(attribute.NewSet(
-		attribute.String("method", method),
-		attribute.String("route", route),
-		attribute.String("status_code", code),
-	))
-	tel.requests.Add(ctx, 1, attrs)
+func (tel *telemetry) record(ctx context.Context, span trace.Span, r *http.Request, method, route string, status int, info *requestInfo, bytes int64, elapsed time.Duration) {
+	reason := info.reason
+	if status >= 400 && reason == "" {
+		reason = defaultReason(status)
+	}
+	attrs := tel.metricAttrs.get(method, route, status, "")
+	// Counters take no exemplars (no dashboard shows them), so they get no trace context; the
+	// duration histogram does, which links a latency bucket to a trace.
+	tel.requests.Add(context.Background(), 1, attrs)
 	tel.duration.Record(ctx, elapsed.Seconds(), attrs)
 
 	span.SetAttributes(attribute.Int("http.response.status_code", status))
 	level := slog.LevelInfo
-	logAttrs := []slog.Attr{
+	logAttrs := make([]slog.Attr, 0, 10)
+	logAttrs = append(logAttrs,
 		slog.String("method", r.Method),
 		slog.String("route", route),
 		slog.String("path", r.URL.Path),
@@ -110,17 +121,12 @@ func (tel *telemetry) record(ctx context.Context, span trace.Span, r *http.Reque
 		slog.Int64("response_bytes", bytes),
 		slog.String("client_address", r.RemoteAddr),
 		slog.String("user_agent", r.UserAgent()),
+	)
+	if info.orderID != "" {
+		logAttrs = append(logAttrs, slog.String("order_id", info.orderID))
 	}
 	if status >= 400 {
-		if reason == "" {
-			reason = defaultReason(status)
-		}
-		tel.errors.Add(ctx, 1, metric.WithAttributes(
-			attribute.String("method", method),
-			attribute.String("route", route),
-			attribute.String("status_code", code),
-			attribute.String("reason", reason),
-		))
+		tel.errors.Add(context.Background(), 1, tel.metricAttrs.get(method, route, status, reason))
 		span.SetAttributes(attribute.String("error.type", reason))
 		logAttrs = append(logAttrs, slog.String("reason", reason))
 		switch {
@@ -133,6 +139,34 @@ func (tel *telemetry) record(ctx context.Context, span trace.Span, r *http.Reque
 		}
 	}
 	tel.logger.LogAttrs(ctx, level, "request", logAttrs...)
+}
+
+// metricAttrSets hands out the attribute sets of request_total and request_duration_seconds
+// {method, route, status_code} and of error_total {…, reason}. There are a few dozen combinations
+// (every label is bounded), so each is built once, not on every request.
+type metricAttrSets struct{ sets sync.Map } // metricAttrKey → metric.MeasurementOption
+
+type metricAttrKey struct {
+	method, route string
+	status        int
+	reason        string
+}
+
+func (m *metricAttrSets) get(method, route string, status int, reason string) metric.MeasurementOption {
+	key := metricAttrKey{method, route, status, reason}
+	if o, ok := m.sets.Load(key); ok {
+		return o.(metric.MeasurementOption)
+	}
+	kvs := []attribute.KeyValue{
+		attribute.String("method", method),
+		attribute.String("route", route),
+		attribute.String("status_code", strconv.Itoa(status)),
+	}
+	if reason != "" {
+		kvs = append(kvs, attribute.String("reason", reason))
+	}
+	o, _ := m.sets.LoadOrStore(key, metric.WithAttributeSet(attribute.NewSet(kvs...)))
+	return o.(metric.MeasurementOption)
 }
 
 // unmatchedRoute labels requests that matched no API route, keeping the label bounded.

@@ -107,6 +107,12 @@ func setupOTelSDK(ctx context.Context, getenv func(string) string, report *slog.
 		mp := sdkmetric.NewMeterProvider(
 			sdkmetric.WithReader(sdkmetric.NewPeriodicReader(drops, readerOpts...)),
 			sdkmetric.WithResource(res),
+			// Of the SDK's own metrics keep the queues, the losses and the exports; not the per-span and
+			// per-record counters (otel.sdk.span.live/started, otel.sdk.log.created): two to three metric
+			// updates on every span and log record, which the request metrics already tell.
+			sdkmetric.WithView(
+				dropView("otel.sdk.span.live"), dropView("otel.sdk.span.started"), dropView("otel.sdk.log.created"),
+			),
 		)
 		shutdowns = append(shutdowns, mp.Shutdown)
 		p.meter = mp
@@ -138,13 +144,25 @@ func setupOTelSDK(ctx context.Context, getenv func(string) string, report *slog.
 		if err != nil {
 			return p, nil, fmt.Errorf("log exporter: %w", err)
 		}
-		lp := sdklog.NewLoggerProvider(sdklog.WithProcessor(sdklog.NewBatchProcessor(exp)), sdklog.WithResource(res))
+		lp := sdklog.NewLoggerProvider(
+			sdklog.WithProcessor(sdklog.NewBatchProcessor(exp)),
+			sdklog.WithResource(res),
+			// The shop never logs a key twice in one record: skip the SDK's per-attribute duplicate
+			// check (it builds a map for every attribute added).
+			sdklog.WithAllowKeyDuplication(),
+		)
 		// Logs shut down last, so what the other providers report while stopping still goes out.
 		shutdowns = append(shutdowns, lp.Shutdown)
 		p.logger = lp
 	}
 
 	return p, stop, nil
+}
+
+// dropView drops the metric of this name: its instrument then reports itself disabled, and the SDK
+// code that feeds it skips the update.
+func dropView(name string) sdkmetric.View {
+	return sdkmetric.NewView(sdkmetric.Instrument{Name: name}, sdkmetric.Stream{Aggregation: sdkmetric.AggregationDrop{}})
 }
 
 // exporterEnabled reads OTEL_<signal>_EXPORTER, the standard switch: otlp (the default) exports the
@@ -208,9 +226,10 @@ type telemetry struct {
 	logger     *slog.Logger
 	// requests, errors and duration arrive in Prometheus (through the Collector's
 	// remote write) as request_total, error_total and request_duration_seconds.
-	requests metric.Int64Counter
-	errors   metric.Int64Counter
-	duration metric.Float64Histogram
+	requests    metric.Int64Counter
+	errors      metric.Int64Counter
+	duration    metric.Float64Histogram
+	metricAttrs metricAttrSets
 }
 
 func newTelemetry(p providers, logger *slog.Logger) (*telemetry, error) {

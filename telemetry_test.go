@@ -412,3 +412,19 @@ func TestDropReporterReportsLossesOncePerInterval(t *testing.T) {
 		t.Errorf("second report should hold the 7 lost since the first: %s", out.String())
 	}
 }
+
+// One log record per order, the access log, and it names the order.
+func TestOrderAccessLogNamesTheOrder(t *testing.T) {
+	ts := newTestShop(t, noFailures)
+	id := mustCreateOrder(t, ts.handler, `{"items":[{"sku":"MUG-OTEL","quantity":1}]}`)
+	var bodies []string
+	for _, r := range ts.logs.all() {
+		bodies = append(bodies, r.Body().AsString())
+	}
+	if !slices.Equal(bodies, []string{"request"}) {
+		t.Errorf("log records of POST /order = %q, want just the access log", bodies)
+	}
+	if !hasLog(ts.logs.all(), "request", map[string]string{"order_id": id, "status": "201"}) {
+		t.Errorf("access log lacks order_id %s: %v", id, logAttrs(ts.logs.all()[0]))
+	}
+}
