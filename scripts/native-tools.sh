@@ -3,22 +3,33 @@
 #
 # Usage: scripts/native-tools.sh [--force] [TOOL...]
 #   TOOL is any of: prometheus (also promtool), amtool, alertmanager, otelcol (otelcol-minishop),
-#   jaeger, task. Default: all of them.
+#   jaeger, loki, task, compose (docker-compose). Default: all of them.
 #   --force rebuilds even when the cache stamp says a tool is up to date.
 #
 # Installs into ${MINISHOP_TOOLS_DIR:-$HOME/.cache/minishop-lab}/bin:
 #   prometheus, promtool  go install github.com/prometheus/prometheus/cmd/...@v0.316.0 (= Prometheus 3.16.0)
 #   amtool                go install github.com/prometheus/alertmanager/cmd/amtool@v0.35.0
-#   alertmanager          symlink to Debian's /usr/bin/prometheus-alertmanager (0.25; apt-get, needs root or sudo;
-#                         `go install` of the alertmanager module does not work: its UI assets are not in the module)
+#   alertmanager          Alertmanager v0.35.0, built inside its downloaded module (`go install` does not work: the
+#                         UI assets it embeds are not in the module, so a placeholder page stands in for the UI)
 #   otelcol-minishop      our Collector distribution: OpenTelemetry Collector Builder v0.161.0 + collector/manifest.yaml
 #   jaeger                Jaeger v2 (module v1.76.0 = release 2.13.0), pinned by tools/jaeger/go.mod
+#   loki                  Loki 3.7.8, built inside its downloaded module (a separate program, AGPL: never imported
+#                         by our modules, its code never committed)
 #   task                  go-task v3.54.0, pinned by tools/task/go.mod (./task at the repo root runs it without this)
+#   docker-compose        the Compose v2 plugin v2.40.3, built inside its downloaded module (`go install` refuses:
+#                         its go.mod has exclude directives), also installed as the docker CLI plugin
+#                         (${DOCKER_CONFIG:-~/.docker}/cli-plugins/docker-compose). Skipped when there is no docker
+#                         CLI or `docker compose` already is v2.40.3; a compose plugin of another version that
+#                         is not ours is left alone (--force replaces it).
+#
+# Every tool is built with CGO_ENABLED=0: static binaries, like the projects' releases, so the same files
+# also go into the FROM-scratch stand-in images (scripts/standins.sh).
 #
 # Each tool has a stamp in $MINISHOP_TOOLS_DIR/stamps keyed on its version (and on the hash of the manifest or
 # go.mod/go.sum that pins it), so a second run takes seconds and editing collector/manifest.yaml rebuilds the
-# Collector. Cold builds take minutes (on 2 cores: prometheus ~6 min, jaeger ~4.5 min, collector ~2.5 min,
-# task ~1.5 min); Go's build cache makes rebuilds much quicker.
+# Collector. Cold builds take minutes (on 2 cores: prometheus ~6 min, jaeger ~4.5 min, loki ~4.5 min,
+# collector ~2.5 min, task ~1.5 min, compose ~1.5 min); Go's build cache makes rebuilds much quicker.
+# shellcheck disable=SC2317 # functions called by name ("install_$tool") are reachable
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -29,13 +40,18 @@ WORK=$TOOLS_DIR/work
 
 PROMETHEUS_VERSION=v0.316.0 # Prometheus 3.16.0 (Go module versions are v0.3MM.P for 3.MM.P)
 AMTOOL_VERSION=v0.35.0
+ALERTMANAGER_VERSION=v0.35.0
 BUILDER_VERSION=v0.161.0 # go.opentelemetry.io/collector/cmd/builder
-ALERTMANAGER_DEB=prometheus-alertmanager
+LOKI_VERSION=v3.7.8
+COMPOSE_VERSION=v2.40.3
 
-ALL_TOOLS=(prometheus amtool alertmanager otelcol jaeger task)
+ALL_TOOLS=(prometheus amtool alertmanager otelcol jaeger loki task compose)
 
 # The tools' own modules must not be affected by a go.work file a user may have.
 export GOWORK=off
+# Static binaries (see above). Part of every stamp key, so binaries built with cgo get rebuilt once.
+export CGO_ENABLED=0
+LINK=static
 
 force=0
 
@@ -72,15 +88,16 @@ stamp_ok() {
 
 write_stamp() { printf '%s\n' "$2" >"$STAMPS/$1"; }
 
-# go_build_tool DIR OUT PKG: build PKG as pinned by the tool module in DIR, atomically into $BIN/OUT.
+# go_build_tool DIR OUT PKG [FLAG...]: build PKG as pinned by the tool module in DIR, atomically into $BIN/OUT.
 go_build_tool() {
 	local dir=$1 out=$2 pkg=$3
-	(cd "$dir" && go build -o "$BIN/.$out.tmp" "$pkg")
+	shift 3
+	(cd "$dir" && go build "$@" -o "$BIN/.$out.tmp" "$pkg")
 	mv -f "$BIN/.$out.tmp" "$BIN/$out"
 }
 
 install_prometheus() {
-	local key="prometheus+promtool $PROMETHEUS_VERSION"
+	local key="prometheus+promtool $PROMETHEUS_VERSION $LINK"
 	if stamp_ok prometheus "$key" prometheus promtool; then
 		note "up to date ($PROMETHEUS_VERSION)"
 		return
@@ -93,7 +110,7 @@ install_prometheus() {
 }
 
 install_amtool() {
-	local key="amtool $AMTOOL_VERSION"
+	local key="amtool $AMTOOL_VERSION $LINK"
 	if stamp_ok amtool "$key" amtool; then
 		note "up to date ($AMTOOL_VERSION)"
 		return
@@ -103,80 +120,92 @@ install_amtool() {
 	write_stamp amtool "$key"
 }
 
-deb_installed() {
-	[[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" == "install ok installed" ]]
-}
-
-# packaged_alertmanager_pids prints the PIDs of Debian-service-style alertmanagers: the packaged binary,
-# a daemon (parent PID 1), started without --config.file (the lab always passes one). Only such a process
-# can come from the package install; lab or test alertmanagers never match.
-packaged_alertmanager_pids() {
-	local p exe ppid
-	for p in /proc/[0-9]*; do
-		exe=$(readlink "$p/exe" 2>/dev/null || true)
-		[[ $exe == /usr/bin/prometheus-alertmanager ]] || continue
-		ppid=$(awk '/^PPid:/ { print $2 }' "$p/status" 2>/dev/null || true)
-		[[ $ppid == 1 ]] || continue
-		tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q -- '--config.file' && continue
-		printf '%s\n' "${p#/proc/}"
-	done
-	return 0
+# module_copy MODULE@VERSION DIR: download a module from the Go module proxy and copy its files to DIR, writable
+# (the module cache is read-only), so it can be built in place with its own go.mod and go.sum.
+module_copy() {
+	local mod=$1 dir=$2 src
+	src=$(go mod download -json "$mod" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
+	[[ -n $src && -d $src ]] || die "go mod download $mod: no module directory"
+	rm -rf "$dir"
+	mkdir -p "$(dirname "$dir")"
+	cp -R "$src" "$dir"
+	chmod -R u+w "$dir"
 }
 
 install_alertmanager() {
-	local target=/usr/bin/prometheus-alertmanager
-	if ! deb_installed "$ALERTMANAGER_DEB"; then
-		command -v apt-get >/dev/null || die "alertmanager: needs Debian's $ALERTMANAGER_DEB package, and apt-get is not available here"
-		local sudo=()
-		if [[ $(id -u) != 0 ]]; then
-			command -v sudo >/dev/null || die "alertmanager: installing $ALERTMANAGER_DEB needs root (or sudo)"
-			sudo=(sudo)
-		fi
-		local before
-		before=$(packaged_alertmanager_pids)
-		# The package's maintainer scripts would start a system service; a policy-rc.d that says
-		# "101 = action forbidden" stops invoke-rc.d from doing so. Only add one if there is none.
-		local policy=/usr/sbin/policy-rc.d added_policy=0
-		if [[ ! -e $policy ]]; then
-			printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
-			"${sudo[@]}" chmod 755 "$policy"
-			added_policy=1
-		fi
-		note "apt-get update && apt-get install -y $ALERTMANAGER_DEB (service start suppressed)"
-		local rc=0
-		{
-			"${sudo[@]}" apt-get update -qq &&
-				"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$ALERTMANAGER_DEB"
-		} || rc=$?
-		if [[ $added_policy == 1 ]]; then
-			"${sudo[@]}" rm -f "$policy"
-		fi
-		[[ $rc == 0 ]] || die "alertmanager: apt-get failed (exit $rc)"
-		# If systemd is running, make sure the packaged service neither runs nor starts at boot: the lab starts
-		# its own alertmanager with its own config and ports.
-		if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
-			"${sudo[@]}" systemctl disable --now prometheus-alertmanager.service >/dev/null 2>&1 || true
-		fi
-		local p
-		for p in $(packaged_alertmanager_pids); do
-			if ! grep -qx "$p" <<<"$before"; then
-				note "stopping the packaged alertmanager service (PID $p) that the install started"
-				"${sudo[@]}" kill "$p" || true
-			fi
-		done
-	else
-		note "$ALERTMANAGER_DEB already installed ($(dpkg-query -W -f='${Version}' "$ALERTMANAGER_DEB"))"
+	local key="alertmanager $ALERTMANAGER_VERSION $LINK"
+	if stamp_ok alertmanager "$key" alertmanager; then
+		note "up to date ($ALERTMANAGER_VERSION)"
+		return
 	fi
-	[[ -x $target ]] || die "alertmanager: $target missing after install"
-	ln -sfn "$target" "$BIN/alertmanager"
-	note "$BIN/alertmanager -> $target"
+	local dir=$WORK/alertmanager
+	note "go build alertmanager $ALERTMANAGER_VERSION inside its module (cold: ~1.5 min on 2 cores)"
+	module_copy "github.com/prometheus/alertmanager@$ALERTMANAGER_VERSION" "$dir"
+	# ui/web.go embeds app/dist (built by npm in a release, not in the module): a placeholder page instead, as
+	# index.html.gz (the form ui/web.go serves).
+	local ui
+	for ui in elm mantine; do
+		mkdir -p "$dir/ui/app/dist/$ui"
+		printf '<!DOCTYPE html><title>Alertmanager</title><p>Alertmanager %s (MiniShop lab build: no web UI; the API is at <a href="/api/v2/status">/api/v2/</a>).\n' \
+			"$ALERTMANAGER_VERSION" | gzip -9n >"$dir/ui/app/dist/$ui/index.html.gz"
+	done
+	go_build_tool "$dir" alertmanager ./cmd/alertmanager \
+		-ldflags "-X github.com/prometheus/common/version.Version=${ALERTMANAGER_VERSION#v}"
+	write_stamp alertmanager "$key"
+}
+
+install_loki() {
+	local key="loki $LOKI_VERSION $LINK"
+	if stamp_ok loki "$key" loki; then
+		note "up to date ($LOKI_VERSION)"
+		return
+	fi
+	local dir=$WORK/loki
+	note "go build loki $LOKI_VERSION inside its module (cold: ~4.5 min on 2 cores)"
+	module_copy "github.com/grafana/loki/v3@$LOKI_VERSION" "$dir"
+	# The nested module pkg/push is replaced by ./pkg/push, which is not in the module zip: take the version
+	# that go.mod requires from the proxy instead (-mod=mod lets go.sum gain its line).
+	(cd "$dir" && go mod edit -dropreplace github.com/grafana/loki/pkg/push)
+	go_build_tool "$dir" loki ./cmd/loki -mod=mod -tags netgo \
+		-ldflags "-X github.com/grafana/loki/v3/pkg/util/build.Version=${LOKI_VERSION#v}"
+	write_stamp loki "$key"
+}
+
+install_compose() {
+	local want=${COMPOSE_VERSION#v} plugins=${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins have
+	if ! command -v docker >/dev/null; then
+		note "no docker CLI here: skipped (only the compose lab needs it)"
+		return
+	fi
+	have=$(docker compose version --short 2>/dev/null || true)
+	if [[ $force == 0 && ${have#v} == "$want" ]]; then
+		note "docker compose ${have#v} already installed"
+		return
+	fi
+	if [[ $force == 0 && -n $have ]] && ! cmp -s "$plugins/docker-compose" "$BIN/docker-compose"; then
+		note "docker compose ${have#v} is installed and not ours: left alone (the lab is tested with $want; --force installs it)"
+		return
+	fi
+	local key="docker-compose $COMPOSE_VERSION $LINK"
+	if ! stamp_ok compose "$key" docker-compose; then
+		local dir=$WORK/compose
+		note "go build docker compose $COMPOSE_VERSION inside its module (cold: ~1.5 min on 2 cores)"
+		module_copy "github.com/docker/compose/v2@$COMPOSE_VERSION" "$dir"
+		go_build_tool "$dir" docker-compose ./cmd -trimpath \
+			-ldflags "-w -X github.com/docker/compose/v2/internal.Version=$COMPOSE_VERSION"
+		write_stamp compose "$key"
+	fi
+	mkdir -p "$plugins"
+	cp -f "$BIN/docker-compose" "$plugins/.docker-compose.tmp"
+	mv -f "$plugins/.docker-compose.tmp" "$plugins/docker-compose"
+	note "installed the docker CLI plugin: $plugins/docker-compose ($(docker compose version --short 2>/dev/null || echo '?'))"
 }
 
 install_otelcol() {
 	local manifest=$REPO/collector/manifest.yaml
 	[[ -f $manifest ]] || die "otelcol: $manifest not found"
 	local key
-	key="otelcol-minishop builder $BUILDER_VERSION manifest $(hash_files "$manifest")"
+	key="otelcol-minishop builder $BUILDER_VERSION manifest $(hash_files "$manifest") $LINK"
 	if stamp_ok otelcol "$key" otelcol-minishop; then
 		note "up to date (builder $BUILDER_VERSION, manifest unchanged)"
 		return
@@ -210,7 +239,7 @@ install_pinned() {
 	local name=$1 pkg=$2 cold=${3:-}
 	local mod=$REPO/tools/$name
 	local key
-	key="$name $(hash_files "$mod/go.mod" "$mod/go.sum")"
+	key="$name $(hash_files "$mod/go.mod" "$mod/go.sum") $LINK"
 	if stamp_ok "$name" "$key" "$name"; then
 		note "up to date (tools/$name/go.mod unchanged)"
 		return
@@ -240,7 +269,9 @@ main() {
 		alertmanager) selected+=(alertmanager) ;;
 		otelcol | otelcol-minishop | collector) selected+=(otelcol) ;;
 		jaeger) selected+=(jaeger) ;;
+		loki) selected+=(loki) ;;
 		task) selected+=(task) ;;
+		compose | docker-compose) selected+=(compose) ;;
 		*)
 			usage >&2
 			die "unknown tool '$1'"
@@ -250,7 +281,7 @@ main() {
 	done
 	[[ ${#selected[@]} -gt 0 ]] || selected=("${ALL_TOOLS[@]}")
 
-	command -v go >/dev/null || die "Go is required (https://go.dev/dl/); it builds every tool but alertmanager"
+	command -v go >/dev/null || die "Go is required (https://go.dev/dl/); it builds every tool"
 	mkdir -p "$BIN" "$STAMPS" "$WORK"
 
 	log "MiniShop lab tools -> $BIN ($(go version | cut -d' ' -f3))"
@@ -266,7 +297,7 @@ main() {
 	done
 
 	log "all done in $(elapsed "$total_start"); installed in $BIN:"
-	for f in prometheus promtool amtool alertmanager otelcol-minishop jaeger task; do
+	for f in prometheus promtool amtool alertmanager otelcol-minishop jaeger loki task docker-compose; do
 		if [[ -e $BIN/$f ]]; then
 			if [[ -L $BIN/$f ]]; then
 				note "$f -> $(readlink "$BIN/$f")"
@@ -278,4 +309,6 @@ main() {
 	note "use them with: export PATH=\"$BIN:\$PATH\""
 }
 
-main "$@"
+# One compound command: bash has read all of it before main runs, so an edit to this file during a long run
+# (a git pull) cannot make bash read on into changed bytes afterwards.
+{ main "$@"; exit; }
