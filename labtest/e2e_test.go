@@ -527,7 +527,18 @@ func e2eLogs(t *testing.T, lab *e2eLab, st *e2eState) {
 		}
 		return nil
 	})
-	t.Logf("Loki: %q (reason %s) carries trace %s / span %s, both in Jaeger; labels %v", line.Line, l["reason"], l["trace_id"], l["span_id"], l)
+	// app and service_name are index labels (what a stream selector can use); trace_id is structured
+	// metadata only: one stream per request would blow up Loki's index.
+	var labels struct {
+		Data []string `json:"data"`
+	}
+	if err := getJSON(lab.LokiURL+"/loki/api/v1/labels?start="+strconv.FormatInt(st.labStart.Add(-time.Minute).UnixNano(), 10), &labels); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(labels.Data, "app") || !slices.Contains(labels.Data, "service_name") || slices.Contains(labels.Data, "trace_id") {
+		t.Errorf("Loki's index labels %v: want app and service_name, and not trace_id", labels.Data)
+	}
+	t.Logf("Loki: %q (reason %s) carries trace %s / span %s, both in Jaeger; index labels %v; all labels %v", line.Line, l["reason"], l["trace_id"], l["span_id"], labels.Data, l)
 }
 
 // e2eLogQLWant is, for each LogQL query the README, docs and dashboards show, how many lines it must
