@@ -137,40 +137,85 @@ type counts struct{ spans, logs, points float64 }
 // collectorCounts reads what the Collector's OTLP receiver accepted, from its own metrics
 // (v0.161 names: no _total suffix, see collector/config.yaml).
 func collectorCounts(ctx context.Context, metricsURL string) (counts, error) {
-	var c counts
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL, nil)
+	ss, err := scrape(ctx, metricsURL)
 	if err != nil {
-		return c, err
+		return counts{}, err
+	}
+	return counts{
+		spans:  ss.total("otelcol_receiver_accepted_spans"),
+		logs:   ss.total("otelcol_receiver_accepted_log_records"),
+		points: ss.total("otelcol_receiver_accepted_metric_points"),
+	}, nil
+}
+
+// sample is one line of the Prometheus text format.
+type sample struct {
+	name, labels string
+	value        float64
+}
+
+type samples []sample
+
+// total adds up the samples of a metric whose labels contain every one of the given label pairs
+// (as written in the exposition, e.g. `exporter="otlp_grpc/jaeger"`).
+func (ss samples) total(name string, labels ...string) float64 {
+	var t float64
+	for _, s := range ss {
+		if s.name != name {
+			continue
+		}
+		match := true
+		for _, l := range labels {
+			match = match && strings.Contains(s.labels, l)
+		}
+		if match {
+			t += s.value
+		}
+	}
+	return t
+}
+
+// scrape reads a /metrics page.
+func scrape(ctx context.Context, url string) (samples, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return c, err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return c, fmt.Errorf("GET %s: %s", metricsURL, resp.Status)
+		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
+	var out samples
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		for name, dst := range map[string]*float64{
-			"otelcol_receiver_accepted_spans":         &c.spans,
-			"otelcol_receiver_accepted_log_records":   &c.logs,
-			"otelcol_receiver_accepted_metric_points": &c.points,
-		} {
-			rest, ok := strings.CutPrefix(line, name)
-			if !ok || (rest != "" && rest[0] != '{' && rest[0] != ' ') {
-				continue
-			}
-			f := strings.Fields(rest[strings.LastIndexByte(rest, '}')+1:]) // the value follows the labels, if any
-			if len(f) == 0 {
-				continue
-			}
-			if v, err := strconv.ParseFloat(f[0], 64); err == nil {
-				*dst += v
-			}
+		if line == "" || line[0] == '#' {
+			continue
 		}
+		var s sample
+		rest := line
+		if i := strings.IndexByte(line, '{'); i >= 0 {
+			j := strings.LastIndexByte(line, '}')
+			if j < i {
+				continue
+			}
+			s.name, s.labels, rest = line[:i], line[i+1:j], line[j+1:]
+		} else {
+			s.name, rest, _ = strings.Cut(line, " ")
+		}
+		f := strings.Fields(rest)
+		if len(f) == 0 {
+			continue
+		}
+		if s.value, err = strconv.ParseFloat(f[0], 64); err != nil {
+			continue
+		}
+		out = append(out, s)
 	}
-	return c, sc.Err()
+	return out, sc.Err()
 }

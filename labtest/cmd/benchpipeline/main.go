@@ -79,11 +79,14 @@ type config struct {
 	labDir           string
 	path, body       string
 	shopEnv          []string
+	repo             string
+	capacityRates    []float64
+	capacityDuration time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var c config
-	var variants, baseline, shopEnv string
+	var variants, baseline, shopEnv, capacity string
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&variants, "variants", "off,on,traces,metrics,logs", "variants to measure: off, on, traces, metrics, logs")
@@ -95,13 +98,26 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.warmup, "warmup", 3*time.Second, "load before each measurement (connections, caches, the first exports)")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measured load per run")
 	fs.BoolVar(&c.pin, "pin", runtime.NumCPU() >= 2, "shop alone on CPU 0 with GOMAXPROCS=1, everything else on CPU 1 (taskset)")
-	fs.StringVar(&c.profile, "profile", "", "after the table, run 'on' once more and write the shop's CPU profile of the measured window to this file")
+	fs.StringVar(&c.profile, "profile", "", "after the table, run the first of -variants once more and write the shop's CPU profile of its measured window to this file")
 	fs.StringVar(&c.labDir, "dir", "", "lab directory (default: a new temp dir, kept for its logs)")
 	fs.StringVar(&c.path, "path", "/order", "the POST request's path")
 	fs.StringVar(&c.body, "body", `{"items":[{"sku":"STICKER-PACK","quantity":1}]}`, "the POST request's JSON body")
 	fs.StringVar(&shopEnv, "shop-env", "", "extra KEY=VALUE,KEY=VALUE environment for every shop run (e.g. OTEL_BSP_MAX_QUEUE_SIZE=8192)")
+	fs.StringVar(&c.repo, "repo", "", "MiniShop checkout whose configs the lab runs with (default: the one above the working directory), e.g. a copy with a changed collector/config.yaml")
+	fs.StringVar(&capacity, "capacity", "", "instead of the CPU table: complete-delivery runs at these rates (req/s, comma-separated), whole lab unpinned")
+	fs.DurationVar(&c.capacityDuration, "capacity-duration", 60*time.Second, "load per -capacity rate")
 	if err := fs.Parse(args[1:]); err != nil {
 		return c, err
+	}
+	for _, f := range splitList(capacity) {
+		r, err := strconv.ParseFloat(f, 64)
+		if err != nil || r <= 0 {
+			return c, fmt.Errorf("-capacity %q: want rates above 0", f)
+		}
+		c.capacityRates = append(c.capacityRates, r)
+	}
+	if len(c.capacityRates) > 0 {
+		c.pin = false // the lab's capacity as compose runs it: everything shares every CPU
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments %q (see -h)", fs.Args())
@@ -165,7 +181,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		shopEnv = append(shopEnv, "GOMAXPROCS=1")
 	}
 	shopEnv = append(shopEnv, cfg.shopEnv...)
-	lab, err := nativelab.Start(ctx, nativelab.Options{Dir: cfg.labDir, ShopEnv: shopEnv, Logf: logf})
+	lab, err := nativelab.Start(ctx, nativelab.Options{RepoRoot: cfg.repo, Dir: cfg.labDir, ShopEnv: shopEnv, Logf: logf})
 	if err != nil {
 		return err
 	}
@@ -190,6 +206,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		logf("pinned: the shop on CPU 0 (GOMAXPROCS=1); this program, the Collector and the backends on CPU 1")
 	}
 
+	b := &bench{cfg: cfg, lab: lab, labBin: labBin, logf: logf, client: newClient(cfg.conns)}
+	if len(cfg.capacityRates) > 0 {
+		return b.capacity(ctx, cfg.capacityRates, cfg.capacityDuration, stdout)
+	}
+
 	var variants []variant
 	for _, v := range cfg.variants {
 		variants = append(variants, variant{name: v, bin: ownBin, env: signalEnv[v]})
@@ -198,7 +219,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		variants = append(variants, variant{name: "before " + v, bin: cfg.baselineBin, env: signalEnv[v]})
 	}
 
-	b := &bench{cfg: cfg, lab: lab, labBin: labBin, logf: logf, client: newClient(cfg.conns)}
 	loadStart := loadAvg()
 	results := map[string][]result{}
 	for rep := range cfg.reps {
@@ -221,12 +241,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "Load average (1/5/15 min): %s at start, %s at end; %d CPUs.\n\n", loadStart, loadEnd, runtime.NumCPU())
 	printTable(stdout, variants, results)
 
-	if cfg.profile != "" {
-		logf("profiling: one more run of 'on' with the shop's CPU profile over the measured window")
-		if _, err := b.measure(ctx, variant{name: "on", bin: ownBin}, true); err != nil {
+	if cfg.profile != "" && len(cfg.variants) > 0 {
+		v := variants[0]
+		logf("profiling: one more run of %q with the shop's CPU profile over the measured window", v.name)
+		if _, err := b.measure(ctx, v, true); err != nil {
 			return fmt.Errorf("profile run: %w", err)
 		}
-		fmt.Fprintf(stdout, "\nCPU profile of 'on': %s   (go tool pprof -top %s)\n", cfg.profile, cfg.profile)
+		if err := copyFile(ownBin, cfg.profile+".bin"); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "\nCPU profile of %q: %s   (go tool pprof -top %s.bin %s)\n", v.name, cfg.profile, cfg.profile, cfg.profile)
 	}
 	return nil
 }
