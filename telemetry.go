@@ -109,9 +109,12 @@ func setupOTelSDK(ctx context.Context, getenv func(string) string, report *slog.
 			sdkmetric.WithResource(res),
 			// Of the SDK's own metrics keep the queues, the losses and the exports; not the per-span and
 			// per-record counters (otel.sdk.span.live/started, otel.sdk.log.created): two to three metric
-			// updates on every span and log record, which the request metrics already tell.
+			// updates on every span and log record, which the request metrics already tell. Nor the
+			// export and collection durations: histograms with millisecond buckets for seconds (every
+			// value lands in the first bucket), 17 series each.
 			sdkmetric.WithView(
 				dropView("otel.sdk.span.live"), dropView("otel.sdk.span.started"), dropView("otel.sdk.log.created"),
+				dropView("otel.sdk.exporter.operation.duration"), dropView("otel.sdk.metric_reader.collection.duration"),
 			),
 		)
 		shutdowns = append(shutdowns, mp.Shutdown)

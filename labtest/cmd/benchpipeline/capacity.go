@@ -71,6 +71,12 @@ func cpuText() string { return fmt.Sprintf("%d CPUs", runtime.NumCPU()) }
 // counter polled until it stops moving (up to a minute).
 func (b *bench) deliver(ctx context.Context, rate float64, d time.Duration) (delivery, error) {
 	r := delivery{rate: rate}
+	// Let the Collector send what it still holds from before (its batches wait up to 200 ms).
+	select {
+	case <-ctx.Done():
+		return r, ctx.Err()
+	case <-time.After(3 * time.Second):
+	}
 	col0, err := scrape(ctx, b.lab.CollectorMetricsURL)
 	if err != nil {
 		return r, err

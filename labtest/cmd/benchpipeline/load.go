@@ -35,14 +35,15 @@ type loadResult struct {
 
 // generate POSTs body to url from conns workers for d: at rate requests/s in total (a pacer hands out
 // one token per request; tokens the workers cannot take in time are skipped, so the rate is a ceiling),
-// or, with rate 0, as fast as the workers go. It stops after d or when ctx ends.
+// or, with rate 0, as fast as the workers go. After d no request starts, and those in flight finish, so
+// that every request the shop served is counted; ctx ending stops everything.
 func generate(ctx context.Context, client *http.Client, url, body string, rate float64, conns int, d time.Duration) loadResult {
-	ctx, cancel := context.WithTimeout(ctx, d)
+	stop, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var tokens chan struct{}
 	if rate > 0 {
 		tokens = make(chan struct{}, conns)
-		go pace(ctx, tokens, rate)
+		go pace(stop, tokens, rate)
 	}
 	type workerResult struct {
 		ok, failed int64
@@ -57,17 +58,18 @@ func generate(ctx context.Context, client *http.Client, url, body string, rate f
 			for {
 				if tokens != nil {
 					select {
-					case <-ctx.Done():
+					case <-stop.Done():
 						return
 					case <-tokens:
 					}
-				} else if ctx.Err() != nil {
+				}
+				if stop.Err() != nil {
 					return
 				}
 				t0 := time.Now()
 				ok := post(ctx, client, url, body)
-				if ctx.Err() != nil && !ok {
-					return // cut off by the end of the stretch: not the shop's failure
+				if ctx.Err() != nil {
+					return
 				}
 				w.latencies = append(w.latencies, time.Since(t0))
 				if ok {
