@@ -12,6 +12,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"minishop/labtest/nativelab"
 )
 
 // delivery is what arrived where, for one capacity run.
@@ -27,7 +29,12 @@ type delivery struct {
 	jaegerSpans float64
 	// The shop SDK's own loss counters, as Prometheus has them.
 	sdkLost float64
+	// CPU µs per request of each program, over the load (the shop's flush and the backends' tail excluded).
+	cpu map[string]float64
 }
+
+// cpuPrograms are the programs whose CPU time a capacity run reports.
+var cpuPrograms = []string{nativelab.Shop, nativelab.Collector, nativelab.Jaeger, nativelab.Loki, nativelab.Prometheus}
 
 // complete: every request counted, every span in Jaeger, every access log in Loki, nothing refused or lost.
 func (d delivery) complete() bool {
@@ -62,6 +69,18 @@ func (b *bench) capacity(ctx context.Context, rates []float64, d time.Duration, 
 			r.refused.spans+r.refused.logs+r.refused.points, r.failed.spans+r.failed.logs+r.failed.points, r.sdkLost,
 			map[bool]string{true: "yes", false: "NO"}[r.complete()])
 	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nCPU µs per request of each program during the load:\n\n")
+	fmt.Fprintf(tw, "| target req/s\t %s\t\n|---\t%s\n", strings.Join(cpuPrograms, "\t "), strings.Repeat("---\t", len(cpuPrograms)))
+	for _, r := range rows {
+		fmt.Fprintf(tw, "| %.0f\t", r.rate)
+		for _, name := range cpuPrograms {
+			fmt.Fprintf(tw, " %.1f\t", r.cpu[name])
+		}
+		fmt.Fprintln(tw)
+	}
 	return tw.Flush()
 }
 
@@ -89,22 +108,27 @@ func (b *bench) deliver(ctx context.Context, rate float64, d time.Duration) (del
 	if err := b.lab.StartShop(ctx); err != nil {
 		return r, err
 	}
+	cpu0 := b.programCPU()
 	start := time.Now()
 	load := generate(ctx, b.client, b.lab.ShopURL+b.cfg.path, b.cfg.body, rate, b.cfg.conns, d)
 	r.served, r.clientErrors = load.ok, load.failed
+	r.cpu = map[string]float64{}
+	for name, t := range b.programCPU() {
+		r.cpu[name] = float64((t - cpu0[name]).Microseconds()) / float64(max(1, load.ok+load.failed))
+	}
 	r.achieved = float64(load.ok+load.failed) / load.elapsed.Seconds()
 	if err := b.lab.StopShop(); err != nil {
 		return r, err
 	}
 	// Poll until nothing moves for 10 s: the Collector's batches, its exporters' retries, Loki's ingestion.
-	var last delivery
+	var last string
 	stable := time.Now()
 	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); {
 		if err := b.readDelivery(ctx, &r, col0, jae0, jaegerMetrics, start); err != nil {
 			b.logf("reading counters: %v", err)
 		}
-		if r != last {
-			last, stable = r, time.Now()
+		if now := fmt.Sprint(r); now != last {
+			last, stable = now, time.Now()
 		} else if time.Since(stable) > 10*time.Second || r.complete() {
 			break
 		}
@@ -159,6 +183,19 @@ func (b *bench) readDelivery(ctx context.Context, r *delivery, col0, jae0 sample
 	window := time.Since(start) + 2*time.Second
 	r.lokiLines, err = lokiCount(ctx, b.lab.LokiURL, fmt.Sprintf(`sum(count_over_time({app="minishop"} |~ "^request$" [%ds]))`, int(window.Seconds())+1))
 	return err
+}
+
+// programCPU reads the CPU time so far of every running program of cpuPrograms.
+func (b *bench) programCPU() map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for _, name := range cpuPrograms {
+		if pid := b.lab.PID(name); pid != 0 {
+			if t, err := cpuTime(pid); err == nil {
+				out[name] = t
+			}
+		}
+	}
+	return out
 }
 
 // promValue runs an instant PromQL query with a single (or no) result.
