@@ -300,6 +300,8 @@ main() {
 	command -v docker >/dev/null || die "docker is required"
 	docker version --format '{{.Server.Version}}' >/dev/null || die "no Docker engine answers (docker version)"
 	[[ -x $BUSYBOX ]] || die "$BUSYBOX not found: apt-get install busybox-static (or set BUSYBOX to a static busybox)"
+	# Debian's plain busybox package is linked against libc, which a FROM-scratch image does not have.
+	! ldd "$BUSYBOX" >/dev/null 2>&1 || die "$BUSYBOX is dynamically linked: apt-get install busybox-static (or set BUSYBOX)"
 	[[ -f $CA_CERTS ]] || die "$CA_CERTS not found: apt-get install ca-certificates"
 	check_pins
 
