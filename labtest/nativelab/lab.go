@@ -192,6 +192,9 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 				*p = *c.Field(&def)
 			}
 		}
+		if ports.ShopAdmin == 0 {
+			ports.ShopAdmin = 9091 // the shop's own default, so `go run . fault` finds it as it is
+		}
 	}
 	fixed := ports // the ports given or defaulted, which must be free now
 	if err := ports.fill(); err != nil {
