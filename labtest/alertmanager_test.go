@@ -198,7 +198,7 @@ func amPostAlert(t *testing.T, amURL string, alert map[string]any) {
 	}
 }
 
-// TestAlertmanagerDeliversToSlackMock runs the native Alertmanager (Debian's 0.25) with
+// TestAlertmanagerDeliversToSlackMock runs the native Alertmanager (v0.35.0, as in compose) with
 // alertmanager.yml, only api_url_file pointed at a temporary file holding the Slack mock's URL,
 // posts a MiniShopHighErrorRate alert as Prometheus would, and expects the firing and then the
 // resolved message in the mock, with the alert name, status, summary and value.

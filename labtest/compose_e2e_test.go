@@ -136,7 +136,8 @@ func TestComposeLab(t *testing.T) {
 	}
 	url := func(port int) string { return fmt.Sprintf("http://127.0.0.1:%d", port) }
 	lab := &e2eLab{Name: "compose", ShopURL: url(ports.Shop), PrometheusURL: url(ports.Prometheus), JaegerURL: url(ports.JaegerUI),
-		LokiURL: url(ports.Loki), SlackMockURL: url(ports.SlackMock), compose: c}
+		LokiURL: url(ports.Loki), SlackMockURL: url(ports.SlackMock), AlertmanagerURL: url(ports.Alertmanager),
+		metricInterval: 5 * time.Second, compose: c}
 	t.Logf("COMPOSE_FILE=%q", os.Getenv("COMPOSE_FILE"))
 
 	t.Cleanup(func() {
@@ -226,6 +227,22 @@ func TestComposeLab(t *testing.T) {
 // brings the [RESOLVED] message. Both times are measured.
 func e2eComposeScenario(t *testing.T, c *e2eCompose, lab *e2eLab) {
 	const alert = "MiniShopHighErrorRate"
+	// A quiet start, so the time measured is the scenario's: the alert neither pending nor firing in
+	// Prometheus, and not active in Alertmanager (the e2e steps' own error bursts may have set it off).
+	e2ePoll(t, alert+" quiet before the scenario", 10*time.Minute, func() error {
+		_, res, err := e2ePromQuery(lab.PrometheusURL, `ALERTS{alertname="`+alert+`"}`)
+		if err == nil && len(res) > 0 {
+			err = fmt.Errorf("%s is %s in Prometheus", alert, res[0].Labels["alertstate"])
+		}
+		var active []any
+		if err == nil {
+			err = getJSON(lab.AlertmanagerURL+"/api/v2/alerts?active=true&filter=alertname%3D"+alert, &active)
+		}
+		if err == nil && len(active) > 0 {
+			err = fmt.Errorf("%s still active in Alertmanager", alert)
+		}
+		return err
+	})
 	var lastID int64
 	if msgs, err := e2eSlackMessages(lab.SlackMockURL); err == nil && len(msgs) > 0 {
 		lastID = msgs[0].ID

@@ -24,8 +24,8 @@ import (
 	"minishop/labtest/nativelab"
 )
 
-// e2eShopEnv is what every e2e shop runs with on top of compose's environment: metrics exported every
-// second instead of 5 (a test waits less; the path is the same).
+// e2eShopEnv is what every native e2e shop runs with on top of compose's environment: metrics exported
+// every second instead of 5 (a test waits less; the path is the same).
 var e2eShopEnv = []string{"OTEL_METRIC_EXPORT_INTERVAL=1000"}
 
 // e2eLab is the lab an end-to-end test talks to, through the URLs a user would open: the native lab
@@ -35,6 +35,8 @@ var e2eShopEnv = []string{"OTEL_METRIC_EXPORT_INTERVAL=1000"}
 type e2eLab struct {
 	Name                                                     string
 	ShopURL, PrometheusURL, JaegerURL, LokiURL, SlackMockURL string
+	AlertmanagerURL                                          string
+	metricInterval                                           time.Duration // how often the shop exports metrics
 
 	native  *nativelab.Lab // the native lab, or nil
 	compose *e2eCompose    // the compose lab, or nil
@@ -114,7 +116,7 @@ func e2eStartLab(t *testing.T, mod func(*nativelab.Options)) *e2eLab {
 		}
 	})
 	return &e2eLab{Name: "native", ShopURL: lab.ShopURL, PrometheusURL: lab.PrometheusURL, JaegerURL: lab.JaegerURL,
-		LokiURL: lab.LokiURL, SlackMockURL: lab.SlackMockURL, native: lab}
+		LokiURL: lab.LokiURL, SlackMockURL: lab.SlackMockURL, AlertmanagerURL: lab.AlertmanagerURL, metricInterval: time.Second, native: lab}
 }
 
 // e2ePoll calls check until it returns nil, failing the test with check's last error after timeout.
@@ -407,6 +409,27 @@ func e2ePromQuery(promURL, q string) (resultType string, out []e2ePromSample, er
 		out = append(out, e2ePromSample{nil, val, ts})
 	}
 	return r.Data.ResultType, out, nil
+}
+
+// e2eSettle waits until the shop's request_total stands still for longer than one metric export interval,
+// so that a "before" snapshot holds every request served so far (the last export may be on its way).
+func e2eSettle(t testing.TB, lab *e2eLab) {
+	t.Helper()
+	var last float64
+	var since time.Time
+	e2ePoll(t, "request_total to stand still for an export interval", 2*time.Minute, func() error {
+		_, ss, err := e2ePromQuery(lab.PrometheusURL, `sum(request_total{job="minishop"})`)
+		if err != nil || len(ss) == 0 {
+			return fmt.Errorf("sum(request_total): %v %v", ss, err)
+		}
+		if ss[0].Value != last || since.IsZero() {
+			last, since = ss[0].Value, time.Now()
+		}
+		if still := time.Since(since); still < lab.metricInterval+2*time.Second {
+			return fmt.Errorf("request_total = %v, unchanged for %s", last, still.Round(time.Second))
+		}
+		return nil
+	})
 }
 
 // e2eCounterSnapshot reads the latest raw sample of every job="minishop" series of a counter (not

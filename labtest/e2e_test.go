@@ -127,6 +127,7 @@ func e2eMixedTraffic(t *testing.T, base string, flows int) *e2eTally {
 
 // 1. Metrics: exactly the contract's names and labels, and counts equal to what the client saw.
 func e2eMetrics(t *testing.T, lab *e2eLab, st *e2eState) {
+	e2eSettle(t, lab)
 	beforeReq, err := e2eCounterSnapshot(lab.PrometheusURL, "request_total")
 	if err != nil {
 		t.Fatal(err)
@@ -763,6 +764,7 @@ func e2eVolume(t *testing.T, lab *e2eLab, st *e2eState) {
 	if lab.native != nil {
 		defer e2eShopWith(t, lab.native, "MINISHOP_RESTOCK_INTERVAL=200ms")()
 	}
+	e2eSettle(t, lab)
 	before, err := e2eCounterSnapshot(lab.PrometheusURL, "request_total")
 	if err != nil {
 		t.Fatal(err)
@@ -897,6 +899,7 @@ func e2eCollectorOutage(t *testing.T, lab *e2eLab, st *e2eState) {
 	ctx := context.Background()
 	// No simulated payment failures, so that the status mix is exact: 201 for each order, 200 for each payment.
 	defer e2eShopWith(t, lab.native, "MINISHOP_PAYMENT_FAILURE_RATE=0", "MINISHOP_RESTOCK_INTERVAL=100ms")()
+	e2eSettle(t, lab)
 	before, err := e2eCounterSnapshot(lab.PrometheusURL, "request_total")
 	if err != nil {
 		t.Fatal(err)
@@ -974,6 +977,7 @@ func e2eShutdownFlush(t *testing.T, lab *e2eLab, st *e2eState) {
 	// records than one export batch (512), so no batch leaves early either.
 	defer e2eShopWith(t, lab.native, "OTEL_BSP_SCHEDULE_DELAY=600000", "OTEL_BLRP_SCHEDULE_DELAY=600000", "OTEL_METRIC_EXPORT_INTERVAL=600000",
 		"MINISHOP_PAYMENT_FAILURE_RATE=0.3")()
+	e2eSettle(t, lab)
 	before, err := e2eCounterSnapshot(lab.PrometheusURL, "request_total")
 	if err != nil {
 		t.Fatal(err)

@@ -84,7 +84,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "memlab: %d containers of compose project minishop\n", len(cs))
+	fmt.Fprintf(stdout, "memlab: %d running containers of the compose project\n", len(cs))
 
 	// Every dashboard query every 5 s, as Grafana would with the dashboards open (range queries over 15 min).
 	promQs, err := labtest.DashboardPromQL(root)
