@@ -41,7 +41,9 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args, os.Stdout, os.Stderr); err != nil {
+	switch err := run(ctx, os.Args, os.Stdout, os.Stderr); {
+	case errors.Is(err, flag.ErrHelp): // -h: the usage was the point
+	case err != nil:
 		fmt.Fprintf(os.Stderr, "benchpipeline: %v\n", err)
 		os.Exit(1)
 	}
