@@ -134,7 +134,8 @@ func setupOTelSDK(ctx context.Context, getenv func(string) string, report *slog.
 			return p, nil, fmt.Errorf("trace exporter: %w", err)
 		}
 		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
-		shutdowns = append(shutdowns, tp.Shutdown)
+		// Traces shut down first, before the metrics that count their last export.
+		shutdowns = append([]func(context.Context) error{tp.Shutdown}, shutdowns...)
 		p.tracer = tp
 	}
 
