@@ -178,8 +178,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err := hostLoad(ctx, root, *rate, *load, stdout); err != nil {
 		return err
 	}
-	begin(fmt.Sprintf("+ %d req/s until Jaeger's store is full", *rate))
-	full := false
+	full, err := evicted(ctx, jaeger, first)
+	if err != nil {
+		return err
+	}
+	if !full {
+		begin(fmt.Sprintf("+ %d req/s until Jaeger's store is full", *rate))
+	}
 	for deadline := time.Now().Add(*fillMax); !full && time.Now().Before(deadline); {
 		if full, err = evicted(ctx, jaeger, first); err != nil {
 			return err
