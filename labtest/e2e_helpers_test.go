@@ -128,6 +128,26 @@ func e2ePoll(t testing.TB, what string, timeout time.Duration, check func() erro
 	}
 }
 
+// e2ePollHeld is e2ePoll for a condition that must also last: check has to succeed on every poll for
+// hold before it counts (nothing late, nothing invented).
+func e2ePollHeld(t testing.TB, what string, timeout, hold time.Duration, check func() error) {
+	t.Helper()
+	var since time.Time
+	e2ePoll(t, what, timeout, func() error {
+		if err := check(); err != nil {
+			since = time.Time{}
+			return err
+		}
+		if since.IsZero() {
+			since = time.Now()
+		}
+		if held := time.Since(since); held < hold {
+			return fmt.Errorf("true for %s; checking that it holds for %s", held.Round(100*time.Millisecond), hold)
+		}
+		return nil
+	})
+}
+
 func e2ePollErr(what string, timeout time.Duration, check func() error) error {
 	start := time.Now()
 	if err := poll(timeout, 250*time.Millisecond, check); err != nil {
@@ -415,22 +435,19 @@ func e2ePromQuery(promURL, q string) (resultType string, out []e2ePromSample, er
 // so that a "before" snapshot holds every request served so far (the last export may be on its way).
 func e2eSettle(t testing.TB, lab *e2eLab) {
 	t.Helper()
-	var last float64
-	var since time.Time
-	e2ePoll(t, "request_total to stand still for an export interval", 2*time.Minute, func() error {
+	var last float64 // no series yet: nothing served so far
+	e2ePollHeld(t, "request_total to stand still for an export interval", 2*time.Minute, lab.metricInterval+2*time.Second, func() error {
 		_, ss, err := e2ePromQuery(lab.PrometheusURL, `sum(request_total{job="minishop"})`)
 		if err != nil {
 			return err
 		}
-		v := 0.0 // no series yet: nothing served so far
+		v := 0.0
 		if len(ss) > 0 {
 			v = ss[0].Value
 		}
-		if v != last || since.IsZero() {
-			last, since = v, time.Now()
-		}
-		if still := time.Since(since); still < lab.metricInterval+2*time.Second {
-			return fmt.Errorf("request_total = %v, unchanged for %s", last, still.Round(time.Second))
+		if v != last {
+			last = v
+			return fmt.Errorf("request_total moved to %v", v)
 		}
 		return nil
 	})
@@ -495,22 +512,13 @@ func e2eDeltas(before, after map[string]e2ePromSample, shopStart time.Time) map[
 func e2eExpectCounts(t *testing.T, lab *e2eLab, metric string, before map[string]e2ePromSample, want map[string]float64, timeout time.Duration) {
 	t.Helper()
 	shopStart := lab.shopStartedAt(t)
-	var equalSince time.Time
-	e2ePoll(t, metric+" deltas equal what the client saw", timeout, func() error {
+	e2ePollHeld(t, metric+" deltas equal what the client saw", timeout, 3*time.Second, func() error {
 		after, err := e2eCounterSnapshot(lab.PrometheusURL, metric)
 		if err != nil {
 			return err
 		}
-		got := e2eDeltas(before, after, shopStart)
-		if diff := e2eDiffCounts(want, got); diff != "" {
-			equalSince = time.Time{}
+		if diff := e2eDiffCounts(want, e2eDeltas(before, after, shopStart)); diff != "" {
 			return fmt.Errorf("%s (want - got):\n%s", metric, diff)
-		}
-		if equalSince.IsZero() {
-			equalSince = time.Now()
-		}
-		if time.Since(equalSince) < 3*time.Second {
-			return errors.New("equal; checking that it stays so")
 		}
 		return nil
 	})
