@@ -47,7 +47,8 @@ func benchShop(b *testing.B, telemetryOn bool) http.Handler {
 	}
 	var ready atomic.Bool
 	ready.Store(true)
-	return newServer(tel, newStore(time.Nanosecond, 1000, time.Now), newFaults(noFailures), &ready)
+	f := newFaults(noFailures, nil)
+	return newServer(tel, newStore(time.Nanosecond, 1000, time.Now), f, simulatedPayments{f}, &ready)
 }
 
 func serve(b *testing.B, h http.Handler, path, body string, want int) {

@@ -27,6 +27,7 @@ func runFault(ctx context.Context, args []string, getenv func(string) string, st
 	failReason := flags.String("payment-failure-reason", "", "every failure this reason (card_declined, insufficient_funds, gateway_timeout); empty: the usual mix")
 	payLatency := flags.Duration("payment-latency", 0, "fixed latency of the payment provider")
 	payJitter := flags.Duration("payment-jitter", 0, "random extra latency of the payment provider")
+	timeoutRate := flags.Float64("payment-timeout-rate", 0, "share of charges the payment gateway makes but answers too late, so the shop retries them (needs the gateway), 0 to 1")
 	invDelay := flags.Duration("inventory-delay", 0, "delay added to DeductInventory")
 	invJitter := flags.Duration("inventory-jitter", 0, "random extra delay added to DeductInventory")
 	oosRate := flags.Float64("out-of-stock-rate", 0, "share of orders refused as out of stock, 0 to 1")
@@ -69,6 +70,8 @@ func runFault(ctx context.Context, args []string, getenv func(string) string, st
 			patch["payment_failure_rate"] = *failRate
 		case "payment-failure-reason":
 			patch["payment_failure_reason"] = *failReason
+		case "payment-timeout-rate":
+			patch["payment_timeout_rate"] = *timeoutRate
 		case "out-of-stock-rate":
 			patch["out_of_stock_rate"] = *oosRate
 		case "route-latency":

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"runtime/pprof"
@@ -61,6 +63,9 @@ type faultSettings struct {
 	PaymentFailureReason string `json:"payment_failure_reason"`
 	// PaymentLatency is how long the simulated provider takes.
 	PaymentLatency latency `json:"payment_latency"`
+	// PaymentTimeoutRate (payment gateway only) is the share of charges the gateway makes but answers too
+	// late: the shop's client times out and retries with the same idempotency key.
+	PaymentTimeoutRate float64 `json:"payment_timeout_rate"`
 	// InventoryDelay slows DeductInventory down (the "slow inventory" scenario).
 	InventoryDelay latency `json:"inventory_delay"`
 	// OutOfStockRate refuses this share of reservations as out of stock (an "out-of-stock storm").
@@ -85,6 +90,7 @@ func (s faultSettings) validate() map[string]string {
 		}
 	}
 	rate("payment_failure_rate", s.PaymentFailureRate)
+	rate("payment_timeout_rate", s.PaymentTimeoutRate)
 	if s.PaymentFailureReason != "" && failureByReason(s.PaymentFailureReason) == nil {
 		problems["payment_failure_reason"] = "must be empty (the usual mix), card_declined, insufficient_funds or gateway_timeout"
 	}
@@ -105,14 +111,17 @@ func (s faultSettings) validate() map[string]string {
 var apiRoutes = []string{"/order", "/order/{id}", "/payment/pay"}
 
 // faults holds the current settings; handlers read them on every request.
+// With a payment gateway, the gateway holds the payment settings (it simulates the provider):
+// remote is its admin API, and the admin handlers read and change those settings there.
 type faults struct {
 	mu       sync.RWMutex
 	current  faultSettings
 	defaults faultSettings
+	remote   *gatewayFaults
 }
 
-func newFaults(defaults faultSettings) *faults {
-	return &faults{current: defaults.clone(), defaults: defaults.clone()}
+func newFaults(defaults faultSettings, remote *gatewayFaults) *faults {
+	return &faults{current: defaults.clone(), defaults: defaults.clone(), remote: remote}
 }
 
 func (s faultSettings) clone() faultSettings {
@@ -145,6 +154,16 @@ func (f *faults) set(s faultSettings) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.current = s.clone()
+}
+
+// view is the settings as they are: the payment ones from the gateway when it holds them.
+func (f *faults) view(ctx context.Context) (faultSettings, error) {
+	s := f.get()
+	if f.remote == nil {
+		return s, nil
+	}
+	g, err := f.remote.call(ctx, http.MethodGet, "/faults", nil)
+	return s.withGateway(g), err
 }
 
 // provider is the simulated payment provider as currently configured.
@@ -201,7 +220,9 @@ func registerFaultGauges(mp metric.MeterProvider, f *faults) error {
 	mean := func(l latency) float64 { return (time.Duration(l.Fixed) + time.Duration(l.Jitter)/2).Seconds() }
 	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		s := f.get()
-		o.ObserveFloat64(failRate, s.PaymentFailureRate)
+		if f.remote == nil { // else the gateway exports it
+			o.ObserveFloat64(failRate, s.PaymentFailureRate)
+		}
 		o.ObserveFloat64(oosRate, s.OutOfStockRate)
 		o.ObserveFloat64(invDelay, mean(s.InventoryDelay))
 		for _, route := range apiRoutes {
@@ -263,7 +284,12 @@ func requireToken(token string) func(http.Handler) http.Handler {
 
 func handleGetFaults(f *faults) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		encode(w, http.StatusOK, f.get())
+		s, err := f.view(r.Context())
+		if err != nil {
+			writeGatewayAdminError(r.Context(), w, err)
+			return
+		}
+		encode(w, http.StatusOK, s)
 	})
 }
 
@@ -276,21 +302,124 @@ func handlePatchFaults(tel *telemetry, f *faults) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Read-modify-write under the lock would block every request; the admin API
 		// has one user at a time, so a last-writer-wins race is acceptable here.
-		before := f.get()
+		ctx := r.Context()
+		before, err := f.view(ctx)
+		if err != nil {
+			writeGatewayAdminError(ctx, w, err)
+			return
+		}
 		patch, ok := decodeOnto(w, r, faultPatch{before.clone()})
 		if !ok {
 			return
 		}
-		changeFaults(r.Context(), tel, f, before, patch.faultSettings, "patch")
-		encode(w, http.StatusOK, f.get())
+		after := patch.faultSettings
+		if f.remote == nil {
+			if after.PaymentTimeoutRate != 0 {
+				writeJSONError(ctx, w, http.StatusBadRequest, "invalid_request", "invalid request", map[string]string{
+					"payment_timeout_rate": "needs the payment gateway (MINISHOP_PAYMENT_GATEWAY_URL); the in-process provider always answers"})
+				return
+			}
+		} else {
+			g, err := f.remote.call(ctx, http.MethodPatch, "/faults", gatewayPart(after))
+			if err != nil {
+				writeGatewayAdminError(ctx, w, err)
+				return
+			}
+			after = after.withGateway(g)
+		}
+		changeFaults(ctx, tel, f, before, after, "patch")
+		encode(w, http.StatusOK, after)
 	})
 }
 
 func handleResetFaults(tel *telemetry, f *faults) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		changeFaults(r.Context(), tel, f, f.get(), f.defaults, "reset")
-		encode(w, http.StatusOK, f.get())
+		ctx := r.Context()
+		before, err := f.view(ctx)
+		if err != nil {
+			writeGatewayAdminError(ctx, w, err)
+			return
+		}
+		after := f.defaults.clone()
+		if f.remote != nil {
+			g, err := f.remote.call(ctx, http.MethodPost, "/faults/reset", nil)
+			if err != nil {
+				writeGatewayAdminError(ctx, w, err)
+				return
+			}
+			after = after.withGateway(g)
+		}
+		changeFaults(ctx, tel, f, before, after, "reset")
+		encode(w, http.StatusOK, after)
 	})
+}
+
+// gatewayFaults is the payment gateway's fault-injection API (paymentgw/, GET/PATCH /faults,
+// POST /faults/reset), where the payment settings live when the shop has a gateway.
+type gatewayFaults struct {
+	base   string
+	token  string
+	client *http.Client
+}
+
+func newGatewayFaults(base, token string) *gatewayFaults {
+	return &gatewayFaults{base: strings.TrimSuffix(base, "/"), token: token, client: &http.Client{Timeout: 5 * time.Second}}
+}
+
+// gatewayFaultSettings are the gateway's names for the payment settings.
+type gatewayFaultSettings struct {
+	FailureRate   float64 `json:"failure_rate"`
+	FailureReason string  `json:"failure_reason"`
+	Latency       latency `json:"latency"`
+	TimeoutRate   float64 `json:"timeout_rate"`
+}
+
+func gatewayPart(s faultSettings) gatewayFaultSettings {
+	return gatewayFaultSettings{FailureRate: s.PaymentFailureRate, FailureReason: s.PaymentFailureReason,
+		Latency: s.PaymentLatency, TimeoutRate: s.PaymentTimeoutRate}
+}
+
+func (s faultSettings) withGateway(g gatewayFaultSettings) faultSettings {
+	s.PaymentFailureRate, s.PaymentFailureReason = g.FailureRate, g.FailureReason
+	s.PaymentLatency, s.PaymentTimeoutRate = g.Latency, g.TimeoutRate
+	return s
+}
+
+// call sends one admin request to the gateway and answers its settings.
+func (g *gatewayFaults) call(ctx context.Context, method, path string, body any) (gatewayFaultSettings, error) {
+	var out gatewayFaultSettings
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return out, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, g.base+path, rd)
+	if err != nil {
+		return out, err
+	}
+	req.Header.Set("Authorization", "Bearer "+g.token)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := g.client.Do(req)
+	if err != nil {
+		return out, err
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(res.Body, 64<<10))
+	if res.StatusCode != http.StatusOK {
+		return out, fmt.Errorf("payment gateway admin API answered %s: %s", res.Status, bytes.TrimSpace(raw))
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return out, fmt.Errorf("payment gateway admin API: %w", err)
+	}
+	return out, nil
+}
+
+// writeGatewayAdminError: the gateway holds the payment settings and could not be asked.
+func writeGatewayAdminError(ctx context.Context, w http.ResponseWriter, err error) {
+	writeError(ctx, w, http.StatusBadGateway, "payment_gateway_unavailable", err.Error())
 }
 
 // changeFaults applies new settings and leaves a trace of it: a span with a

@@ -30,19 +30,19 @@ const (
 )
 
 // newServer is the whole HTTP API of the shop.
-func newServer(tel *telemetry, st *store, f *faults, ready *atomic.Bool) http.Handler {
+func newServer(tel *telemetry, st *store, f *faults, pay payer, ready *atomic.Bool) http.Handler {
 	mux := http.NewServeMux()
-	addRoutes(mux, tel, st, f, ready)
+	addRoutes(mux, tel, st, f, pay, ready)
 	return mux
 }
 
 // addRoutes is the one place that lists every route.
-func addRoutes(mux *http.ServeMux, tel *telemetry, st *store, f *faults, ready *atomic.Bool) {
+func addRoutes(mux *http.ServeMux, tel *telemetry, st *store, f *faults, pay payer, ready *atomic.Bool) {
 	obs := observe(tel)
 	api := func(h http.Handler) http.Handler { return obs(injectLatency(f)(h)) }
 	mux.Handle("POST /order", api(handleCreateOrder(tel, st, f)))
 	mux.Handle("GET /order/{id}", api(handleGetOrder(st)))
-	mux.Handle("POST /payment/pay", api(handlePay(tel, st, f)))
+	mux.Handle("POST /payment/pay", api(handlePay(tel, st, pay)))
 	// The same paths with any other method: a JSON 405 instead of the mux's plain text.
 	mux.Handle("/order", obs(handleMethodNotAllowed("POST")))
 	mux.Handle("/order/{id}", obs(handleMethodNotAllowed("GET, HEAD")))
@@ -194,7 +194,7 @@ type payResponse struct {
 	AmountCents int64  `json:"amount_cents"`
 }
 
-func handlePay(tel *telemetry, st *store, f *faults) http.Handler {
+func handlePay(tel *telemetry, st *store, pay payer) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
 		req, ok := decode[payRequest](w, r)
@@ -204,53 +204,56 @@ func handlePay(tel *telemetry, st *store, f *faults) http.Handler {
 		if req.Method == "" {
 			req.Method = defaultPayment
 		}
-		o, err := st.startPayment(req.OrderID)
+		o, key, err := st.startPayment(req.OrderID)
 		if err != nil {
 			writeShopError(ctx, w, err)
 			return
 		}
 		setOrderID(ctx, o.ID)
-		paymentID, failure := chargePayment(ctx, tel, f.provider(), o, req.Method)
-		st.finishPayment(o.ID, paymentID, failureReason(failure))
+		paymentID, failure := chargePayment(ctx, tel, pay, o, charge{
+			IdempotencyKey: key, AmountCents: o.TotalCents, Currency: o.Currency, Method: req.Method, Reference: o.ID,
+		})
+		st.finishPayment(o.ID, paymentID, failure)
 		if failure != nil {
 			trace.SpanFromContext(ctx).SetStatus(codes.Error, "payment failed: "+failure.Reason)
+			retry := "the order can be paid again"
+			if failure.Unknown {
+				retry = "the order can be paid again; it reuses this attempt's idempotency key, so it is never charged twice"
+			}
 			writeJSONError(ctx, w, failure.Status, failure.Reason, "payment failed: "+failure.Reason,
-				map[string]string{"order_id": o.ID, "retry": "the order can be paid again"})
+				map[string]string{"order_id": o.ID, "retry": retry})
 			return
 		}
 		encode(w, http.StatusOK, payResponse{OrderID: o.ID, Status: statusPaid, PaymentID: paymentID, AmountCents: o.TotalCents})
 	})
 }
 
-// chargePayment calls the simulated payment provider, in client span ChargePayment.
-func chargePayment(ctx context.Context, tel *telemetry, provider paymentProvider, o order, method string) (string, *paymentFailure) {
+// chargePayment asks the payment provider for the money, in client span ChargePayment: with a
+// gateway configured, the parent of the gateway's spans (one per attempt).
+func chargePayment(ctx context.Context, tel *telemetry, pay payer, o order, c charge) (string, *paymentFailure) {
 	ctx, span := tel.tracer.Start(ctx, "ChargePayment",
 		trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(
 			attribute.String("app.order.id", o.ID),
-			attribute.String("app.payment.method", method),
-			attribute.Int64("app.payment.amount_cents", o.TotalCents),
+			attribute.String("app.payment.method", c.Method),
+			attribute.Int64("app.payment.amount_cents", c.AmountCents),
 		))
 	defer span.End()
-	paymentID, failure := provider.charge()
+	paymentID, failure := pay.charge(ctx, c)
 	if failure != nil {
 		span.SetAttributes(attribute.String("app.payment.failure_reason", failure.Reason))
 		span.SetStatus(codes.Error, "payment failed: "+failure.Reason)
 		span.RecordError(errors.New("payment failed: " + failure.Reason))
-		tel.logger.Log(ctx, failureLevel(failure), "payment failed",
-			"reason", failure.Reason, "order_id", o.ID, "amount_cents", o.TotalCents, "method", method)
+		attrs := []any{"reason", failure.Reason, "order_id", o.ID, "amount_cents", c.AmountCents, "method", c.Method}
+		if failure.Detail != "" {
+			attrs = append(attrs, "detail", failure.Detail)
+		}
+		tel.logger.Log(ctx, failureLevel(failure), "payment failed", attrs...)
 		return "", failure
 	}
 	span.SetAttributes(attribute.String("app.payment.id", paymentID))
-	tel.logger.InfoContext(ctx, "payment succeeded", "order_id", o.ID, "payment_id", paymentID, "amount_cents", o.TotalCents, "method", method)
+	tel.logger.InfoContext(ctx, "payment succeeded", "order_id", o.ID, "payment_id", paymentID, "amount_cents", c.AmountCents, "method", c.Method)
 	return paymentID, nil
-}
-
-func failureReason(f *paymentFailure) string {
-	if f == nil {
-		return ""
-	}
-	return f.Reason
 }
 
 func handleMethodNotAllowed(allow string) http.Handler {

@@ -76,6 +76,13 @@ type testShop struct {
 
 func newTestShop(t testing.TB, fs faultSettings) *testShop {
 	t.Helper()
+	return newTestShopWith(t, fs, "", "")
+}
+
+// newTestShopWith is newTestShop with a payment gateway at gatewayURL (and its admin API at
+// adminURL, token "gw-secret"); empty: the in-process simulator.
+func newTestShopWith(t testing.TB, fs faultSettings, gatewayURL, adminURL string) *testShop {
+	t.Helper()
 	ts := &testShop{
 		spans:   tracetest.NewSpanRecorder(),
 		metrics: sdkmetric.NewManualReader(),
@@ -103,11 +110,21 @@ func newTestShop(t testing.TB, fs faultSettings) *testShop {
 	ts.store = newStore(0, 1000, time.Now)
 	var ready atomic.Bool
 	ready.Store(true)
-	ts.faults = newFaults(fs)
+	var remote *gatewayFaults
+	if adminURL != "" {
+		remote = newGatewayFaults(adminURL, "gw-secret")
+	}
+	ts.faults = newFaults(fs, remote)
 	if err := registerFaultGauges(mp, ts.faults); err != nil {
 		t.Fatal(err)
 	}
-	ts.handler = newServer(tel, ts.store, ts.faults, &ready)
+	var pay payer = simulatedPayments{ts.faults}
+	if gatewayURL != "" {
+		if pay, err = newGatewayPayments(gatewayURL, 200*time.Millisecond, tel.propagator); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ts.handler = newServer(tel, ts.store, ts.faults, pay, &ready)
 	ts.admin = newAdminServer(tel, ts.faults, "secret")
 	return ts
 }

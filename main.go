@@ -43,6 +43,12 @@ type config struct {
 	restockEvery    time.Duration
 	maxOrders       int
 	shutdownTimeout time.Duration
+	// paymentGatewayURL: the payment gateway (paymentgw/); empty: the in-process simulator.
+	paymentGatewayURL string
+	paymentTimeout    time.Duration
+	// paymentGatewayAdmin and its token: where the payment fault settings live with a gateway.
+	paymentGatewayAdmin      string
+	paymentGatewayAdminToken string
 }
 
 // parseConfig reads MINISHOP_* environment variables as defaults, then flags.
@@ -57,6 +63,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		restockEvery:    15 * time.Second,
 		maxOrders:       20000,
 		shutdownTimeout: 10 * time.Second,
+		paymentTimeout:  2 * time.Second,
 	}
 	var errs []error
 	envString := func(name string, dst *string) {
@@ -95,6 +102,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	envRate("MINISHOP_OUT_OF_STOCK_RATE", &fs.OutOfStockRate)
 	envDuration("MINISHOP_RESTOCK_INTERVAL", &cfg.restockEvery)
 	envDuration("MINISHOP_SHUTDOWN_TIMEOUT", &cfg.shutdownTimeout)
+	envString("MINISHOP_PAYMENT_GATEWAY_URL", &cfg.paymentGatewayURL)
+	envDuration("MINISHOP_PAYMENT_TIMEOUT", &cfg.paymentTimeout)
+	envString("MINISHOP_PAYMENT_GATEWAY_ADMIN_URL", &cfg.paymentGatewayAdmin)
+	envString("MINISHOP_PAYMENT_GATEWAY_ADMIN_TOKEN", &cfg.paymentGatewayAdminToken)
 	if err := errors.Join(errs...); err != nil {
 		return cfg, err
 	}
@@ -110,6 +121,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	flags.DurationVar((*time.Duration)(&fs.InventoryDelay.Fixed), "inventory-delay", time.Duration(fs.InventoryDelay.Fixed), "delay added to DeductInventory (MINISHOP_INVENTORY_DELAY)")
 	flags.Float64Var(&fs.OutOfStockRate, "out-of-stock-rate", fs.OutOfStockRate, "share of orders refused as out of stock by fault injection, 0 to 1 (MINISHOP_OUT_OF_STOCK_RATE)")
 	flags.DurationVar(&cfg.restockEvery, "restock-interval", cfg.restockEvery, "how often the shelves are refilled to capacity; 0 never (MINISHOP_RESTOCK_INTERVAL)")
+	flags.StringVar(&cfg.paymentGatewayURL, "payment-gateway-url", cfg.paymentGatewayURL, "base URL of the payment gateway, e.g. http://localhost:8081; empty: the in-process simulator (MINISHOP_PAYMENT_GATEWAY_URL)")
+	flags.DurationVar(&cfg.paymentTimeout, "payment-timeout", cfg.paymentTimeout, "how long one call to the payment gateway may take; a timed-out call is retried once (MINISHOP_PAYMENT_TIMEOUT)")
+	flags.StringVar(&cfg.paymentGatewayAdmin, "payment-gateway-admin-url", cfg.paymentGatewayAdmin, "the gateway's fault-injection API, which then holds the payment settings (MINISHOP_PAYMENT_GATEWAY_ADMIN_URL; token: MINISHOP_PAYMENT_GATEWAY_ADMIN_TOKEN)")
 	flags.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", cfg.shutdownTimeout, "how long to finish requests, then to flush telemetry, on SIGTERM (MINISHOP_SHUTDOWN_TIMEOUT)")
 	if err := flags.Parse(args[1:]); err != nil {
 		return cfg, err
@@ -117,8 +131,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if problems := fs.validate(); len(problems) > 0 {
 		return cfg, fmt.Errorf("invalid settings: %v", problems)
 	}
-	if cfg.restockEvery < 0 || cfg.shutdownTimeout <= 0 {
-		return cfg, errors.New("the restock interval must not be negative, and the shutdown timeout must be positive")
+	if cfg.restockEvery < 0 || cfg.shutdownTimeout <= 0 || cfg.paymentTimeout <= 0 {
+		return cfg, errors.New("the restock interval must not be negative, and the shutdown and payment timeouts must be positive")
+	}
+	if cfg.paymentGatewayAdmin != "" && cfg.paymentGatewayURL == "" {
+		return cfg, errors.New("a payment gateway admin URL needs the payment gateway URL too")
 	}
 	return cfg, nil
 }
@@ -158,14 +175,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)
 	}
-	f := newFaults(cfg.faults)
+	var remote *gatewayFaults
+	if cfg.paymentGatewayAdmin != "" {
+		remote = newGatewayFaults(cfg.paymentGatewayAdmin, cfg.paymentGatewayAdminToken)
+	}
+	f := newFaults(cfg.faults, remote)
 	if err := registerFaultGauges(prov.meter, f); err != nil {
 		return fmt.Errorf("telemetry: %w", err)
 	}
 	st := newStore(cfg.restockEvery, cfg.maxOrders, time.Now)
+	var pay payer = simulatedPayments{f}
+	if cfg.paymentGatewayURL != "" {
+		if pay, err = newGatewayPayments(cfg.paymentGatewayURL, cfg.paymentTimeout, tel.propagator); err != nil {
+			return err
+		}
+	}
 
 	var ready atomic.Bool
-	servers := []*http.Server{newHTTPServer(newServer(tel, st, f, &ready), stdoutOnly)}
+	servers := []*http.Server{newHTTPServer(newServer(tel, st, f, pay, &ready), stdoutOnly)}
 	addrs := []string{cfg.addr}
 	if cfg.adminToken != "" {
 		servers = append(servers, newHTTPServer(newAdminServer(tel, f, cfg.adminToken), stdoutOnly))
@@ -184,10 +211,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		go func() { serveErr <- srv.Serve(ln) }()
 	}
 	ready.Store(true)
-	logger.Info("minishop listening", "addr", addrs[0], "admin_enabled", cfg.adminToken != "",
-		"payment_failure_rate", cfg.faults.PaymentFailureRate,
-		"payment_latency", time.Duration(cfg.faults.PaymentLatency.Fixed).String(),
-		"payment_jitter", time.Duration(cfg.faults.PaymentLatency.Jitter).String())
+	if cfg.paymentGatewayURL != "" {
+		logger.Info("minishop listening", "addr", addrs[0], "admin_enabled", cfg.adminToken != "",
+			"payment_gateway", cfg.paymentGatewayURL, "payment_timeout", cfg.paymentTimeout.String())
+	} else {
+		logger.Info("minishop listening", "addr", addrs[0], "admin_enabled", cfg.adminToken != "",
+			"payment_provider", "in-process simulator",
+			"payment_failure_rate", cfg.faults.PaymentFailureRate,
+			"payment_latency", time.Duration(cfg.faults.PaymentLatency.Fixed).String(),
+			"payment_jitter", time.Duration(cfg.faults.PaymentLatency.Jitter).String())
+	}
 	if len(addrs) > 1 {
 		logger.Info("fault-injection API listening", "admin_addr", addrs[1])
 	}

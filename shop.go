@@ -54,6 +54,10 @@ type order struct {
 	// FailureReason is the provider's reason for the last failed payment attempt.
 	FailureReason string    `json:"failure_reason,omitempty"`
 	CreatedAt     time.Time `json:"created_at"`
+	// payAttempts numbers the payment attempts; with the order id it makes each attempt's idempotency key.
+	payAttempts int
+	// payUnknown: the last attempt got no answer, so it may have been charged; the next one reuses its key.
+	payUnknown bool
 }
 
 // shopError is a failure with a machine-readable reason (the error_total label)
@@ -190,45 +194,54 @@ func (s *store) getOrder(id string) (order, bool) {
 	return *o, true
 }
 
-// startPayment moves an order to "paying". Only one payment per order can be in flight,
-// and a paid order is never charged again.
-func (s *store) startPayment(id string) (order, error) {
+// startPayment moves an order to "paying" and answers the attempt's idempotency key. Only one
+// payment per order can be in flight, and a paid order is never charged again. An attempt whose
+// outcome is unknown (the gateway never answered) hands its key to the next one, so paying the
+// order again can't charge it twice.
+func (s *store) startPayment(id string) (order, string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	o, ok := s.orders[id]
 	if !ok {
-		return order{}, &shopError{Status: 404, Reason: "order_not_found", Msg: fmt.Sprintf("order %q not found", id)}
+		return order{}, "", &shopError{Status: 404, Reason: "order_not_found", Msg: fmt.Sprintf("order %q not found", id)}
 	}
 	switch o.Status {
 	case statusPaid:
-		return *o, &shopError{Status: 409, Reason: "already_paid", Msg: "order is already paid"}
+		return *o, "", &shopError{Status: 409, Reason: "already_paid", Msg: "order is already paid"}
 	case statusPaying:
-		return *o, &shopError{Status: 409, Reason: "payment_in_progress", Msg: "a payment for this order is in progress"}
+		return *o, "", &shopError{Status: 409, Reason: "payment_in_progress", Msg: "a payment for this order is in progress"}
 	}
 	o.Status = statusPaying
-	return *o, nil
+	if !o.payUnknown {
+		o.payAttempts++
+	}
+	return *o, fmt.Sprintf("%s-%d", o.ID, o.payAttempts), nil
 }
 
 // finishPayment records the provider's answer.
-func (s *store) finishPayment(id, paymentID, failureReason string) order {
+func (s *store) finishPayment(id, paymentID string, failure *paymentFailure) order {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	o := s.orders[id]
 	if o == nil { // evicted while paying: nothing left to update
 		return order{ID: id}
 	}
-	if failureReason == "" {
-		o.Status, o.PaymentID, o.FailureReason = statusPaid, paymentID, ""
+	if failure == nil {
+		o.Status, o.PaymentID, o.FailureReason, o.payUnknown = statusPaid, paymentID, "", false
 	} else {
-		o.Status, o.FailureReason = statusPaymentFailed, failureReason
+		o.Status, o.FailureReason, o.payUnknown = statusPaymentFailed, failure.Reason, failure.Unknown
 	}
 	return *o
 }
 
-// paymentFailure is how the simulated provider declines.
+// paymentFailure is how a payment fails: the provider's reason and the status the shop answers.
 type paymentFailure struct {
 	Reason string
 	Status int
+	// Detail says more, for the log and the span (the gateway's message, the timeout).
+	Detail string
+	// Unknown: no answer came, so the charge may have happened.
+	Unknown bool
 }
 
 // paymentFailures are the provider's failure modes and how often each one occurs among failures.
@@ -236,12 +249,12 @@ var paymentFailures = []struct {
 	paymentFailure
 	weight float64
 }{
-	{paymentFailure{"card_declined", 402}, 0.5},
-	{paymentFailure{"insufficient_funds", 402}, 0.3},
-	{paymentFailure{"gateway_timeout", 504}, 0.2},
+	{paymentFailure{Reason: "card_declined", Status: 402}, 0.5},
+	{paymentFailure{Reason: "insufficient_funds", Status: 402}, 0.3},
+	{paymentFailure{Reason: "gateway_timeout", Status: 504}, 0.2},
 }
 
-// paymentProvider simulates an external payment gateway: some latency, and a
+// paymentProvider is the in-process simulation of an external payment gateway: some latency, and a
 // configurable share of failures.
 type paymentProvider struct {
 	failureRate float64
