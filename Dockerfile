@@ -4,13 +4,14 @@
 #
 #   minishop      the shop service (package main at the repo root)      -> /minishop, port 8080
 #   slack-mock    the Slack incoming-webhook mock (./slackmock)         -> /slack-mock, port 8070
+#   payment-gateway  the simulated payment gateway (./paymentgw)        -> /payment-gateway, port 8081
 #   healthprobe   the static HTTP health check (./healthprobe), run once by compose to copy itself
 #                 into a volume for the third-party images that ship no wget/curl
 #   loadgen       the load generator (./loadgen)                        -> /loadgen, /healthz on 8089
 #
 # Each is a static Go binary (CGO_ENABLED=0) on distroless "static" (CA certificates, tzdata,
 # /etc/passwd; no shell, no package manager), run as the unprivileged user 65532 ("nonroot").
-# minishop, slack-mock and loadgen also carry /healthprobe for their compose healthcheck.
+# minishop, payment-gateway, slack-mock and loadgen also carry /healthprobe for their compose healthcheck.
 #
 # Build one by hand:  docker build --target minishop -t minishop .
 
@@ -33,6 +34,9 @@ RUN go build -trimpath -ldflags="-s -w" -o /out/minishop .
 
 FROM deps AS build-slack-mock
 RUN go build -trimpath -ldflags="-s -w" -o /out/slack-mock ./slackmock
+
+FROM deps AS build-payment-gateway
+RUN go build -trimpath -ldflags="-s -w" -o /out/payment-gateway ./paymentgw
 
 FROM deps AS build-healthprobe
 RUN go build -trimpath -ldflags="-s -w" -o /out/healthprobe ./healthprobe
@@ -62,6 +66,14 @@ COPY --from=build-healthprobe /out/healthprobe /healthprobe
 COPY --from=build-loadgen /out/loadgen /loadgen
 USER 65532:65532
 ENTRYPOINT ["/loadgen"]
+
+# The payment gateway: POST /v1/charges with an Idempotency-Key, traced as service "payment-gateway".
+FROM gcr.io/distroless/static-debian13:nonroot AS payment-gateway
+COPY --from=build-healthprobe /out/healthprobe /healthprobe
+COPY --from=build-payment-gateway /out/payment-gateway /payment-gateway
+USER 65532:65532
+EXPOSE 8081
+ENTRYPOINT ["/payment-gateway"]
 
 # The shop (last, so a plain `docker build .` builds it).
 FROM gcr.io/distroless/static-debian13:nonroot AS minishop

@@ -49,15 +49,16 @@ var contractPorts = map[string]struct {
 	service string
 	port    uint32
 }{
-	"MINISHOP_PORT":     {"minishop", 8080},
-	"OTLP_GRPC_PORT":    {"otel-collector", 4317},
-	"OTLP_HTTP_PORT":    {"otel-collector", 4318},
-	"PROMETHEUS_PORT":   {"prometheus", 9090},
-	"ALERTMANAGER_PORT": {"alertmanager", 9093},
-	"LOKI_PORT":         {"loki", 3100},
-	"JAEGER_UI_PORT":    {"jaeger", 16686},
-	"GRAFANA_PORT":      {"grafana", 3000},
-	"SLACK_MOCK_PORT":   {"slack-mock", 8070},
+	"MINISHOP_PORT":        {"minishop", 8080},
+	"OTLP_GRPC_PORT":       {"otel-collector", 4317},
+	"OTLP_HTTP_PORT":       {"otel-collector", 4318},
+	"PROMETHEUS_PORT":      {"prometheus", 9090},
+	"ALERTMANAGER_PORT":    {"alertmanager", 9093},
+	"LOKI_PORT":            {"loki", 3100},
+	"JAEGER_UI_PORT":       {"jaeger", 16686},
+	"GRAFANA_PORT":         {"grafana", 3000},
+	"SLACK_MOCK_PORT":      {"slack-mock", 8070},
+	"PAYMENT_GATEWAY_PORT": {"payment-gateway", 8081},
 }
 
 // The same versions run natively (contract: scripts/native-tools.sh) and in compose.
@@ -156,7 +157,8 @@ func longRunning(name string) bool { _, oneShot := oneShotServices[name]; return
 
 func TestComposeLoadsWithTheLabServices(t *testing.T) {
 	p := loadCompose(t)
-	want := []string{"minishop", "otel-collector", "prometheus", "alertmanager", "loki", "jaeger", "grafana", "slack-mock"}
+	// payment-gateway: the provider the shop charges over HTTP, so a payment is one trace over three services.
+	want := []string{"minishop", "payment-gateway", "otel-collector", "prometheus", "alertmanager", "loki", "jaeger", "grafana", "slack-mock"}
 	for _, s := range want {
 		if _, ok := p.Services[s]; !ok {
 			t.Errorf("service %q missing from %s", s, composeFile)

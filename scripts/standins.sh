@@ -3,7 +3,7 @@
 #
 # Usage: scripts/standins.sh [--force] [IMAGE...]
 #   IMAGE is any of: otelcol-contrib, prometheus, alertmanager, loki, jaeger (tagged exactly as
-#   docker-compose.yml pins them) and minishop, loadgen, slack-mock, healthprobe (tagged minishop-lab/NAME:standin,
+#   docker-compose.yml pins them) and minishop, payment-gateway, loadgen, slack-mock, healthprobe (tagged minishop-lab/NAME:standin,
 #   used through standins/compose.yaml). Default: all of them.
 #   --force rebuilds even when an image's inputs did not change.
 #
@@ -12,7 +12,7 @@
 # Each image is standins/NAME.Dockerfile: FROM scratch, built with the classic builder (DOCKER_BUILDKIT=0:
 # no buildx needed, nothing pulled) from a context directory laid out here under
 # ${MINISHOP_TOOLS_DIR:-$HOME/.cache/minishop-lab}/standins/NAME. The programs are the native builds of
-# scripts/native-tools.sh (static), and this repo's four programs built here with CGO_ENABLED=0; busybox (for
+# scripts/native-tools.sh (static), and this repo's own programs built here with CGO_ENABLED=0; busybox (for
 # prometheus, alertmanager, jaeger) is Debian's busybox-static, /bin/busybox (apt-get install busybox-static).
 #
 # Cache: every image carries a label with the hash of its Dockerfile and of its whole context (file contents,
@@ -30,7 +30,7 @@ BUSYBOX=${BUSYBOX:-/bin/busybox}
 CA_CERTS=/etc/ssl/certs/ca-certificates.crt
 LABEL=org.minishop-lab.standin.inputs
 
-ALL_IMAGES=(otelcol-contrib prometheus alertmanager loki jaeger minishop loadgen slack-mock healthprobe)
+ALL_IMAGES=(otelcol-contrib prometheus alertmanager loki jaeger minishop payment-gateway loadgen slack-mock healthprobe)
 
 # The classic builder: buildx is not required, and FROM scratch needs no registry.
 export DOCKER_BUILDKIT=0
@@ -56,7 +56,7 @@ tag_of() {
 	alertmanager) echo prom/alertmanager:v0.35.0 ;;
 	loki) echo grafana/loki:3.7.8 ;;
 	jaeger) echo jaegertracing/jaeger:2.13.0 ;;
-	minishop | loadgen | slack-mock | healthprobe) echo "minishop-lab/$1:standin" ;;
+	minishop | payment-gateway | loadgen | slack-mock | healthprobe) echo "minishop-lab/$1:standin" ;;
 	*) return 1 ;;
 	esac
 }
@@ -223,6 +223,7 @@ prepare_own() {
 }
 
 prepare_minishop() { prepare_own "$1" minishop .; }
+prepare_payment-gateway() { prepare_own "$1" payment-gateway ./paymentgw; }
 prepare_loadgen() { prepare_own "$1" loadgen ./loadgen; }
 prepare_slack-mock() { prepare_own "$1" slack-mock ./slackmock; }
 prepare_healthprobe() { prepare_own "$1" healthprobe ./healthprobe; }

@@ -1,5 +1,6 @@
 // Package nativelab runs the MiniShop lab without Docker: the same programs as docker-compose.yml
-// (Alertmanager, the Slack mock, Jaeger v2, Loki, Prometheus, our Collector and the shop), natively on
+// (Alertmanager, the Slack mock, Jaeger v2, Loki, Prometheus, our Collector, the payment gateway and the
+// shop), natively on
 // 127.0.0.1, with the repo's own config files. Grafana is not run (it cannot be built here). Loki is AGPL:
 // it runs as a separate program (scripts/native-tools.sh builds it), never imported.
 //
@@ -35,12 +36,13 @@ const (
 	Loki         = "loki"
 	Prometheus   = "prometheus"
 	Collector    = "otelcol-minishop"
+	Gateway      = "paymentgw"
 	Shop         = "minishop"
 )
 
 // startOrder is the order Start starts the programs in (Stop goes backwards). Alertmanager comes first:
 // Prometheus drops notifications for an Alertmanager it has not discovered yet.
-var startOrder = []string{Alertmanager, SlackMock, Jaeger, Loki, Prometheus, Collector, Shop}
+var startOrder = []string{Alertmanager, SlackMock, Jaeger, Loki, Prometheus, Collector, Gateway, Shop}
 
 // SlackWebhookPath is the path of the webhook URL compose's default points at (the Slack mock's).
 const SlackWebhookPath = "/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"
@@ -62,7 +64,7 @@ type Options struct {
 	// Prometheus 9090, ...) instead of free ones; for the interactive lab.
 	ComposePorts bool
 	// ShopEnv is extra KEY=VALUE environment for the shop, on top of what compose sets
-	// (e.g. MINISHOP_PAYMENT_FAILURE_RATE=1, OTEL_METRIC_EXPORT_INTERVAL=1000).
+	// (e.g. OTEL_METRIC_EXPORT_INTERVAL=1000; the payment settings live in the payment gateway: use Fault).
 	ShopEnv []string
 	// SlackWebhookURL is written to Alertmanager's webhook URL file. Default: the lab's Slack mock.
 	SlackWebhookURL string
@@ -82,6 +84,8 @@ type Lab struct {
 	Ports    Ports
 	// Base URLs (http://127.0.0.1:port) of what a user or test talks to.
 	ShopURL, PrometheusURL, AlertmanagerURL, JaegerURL, SlackMockURL, LokiURL string
+	// GatewayURL is the payment gateway's API (compose: 8081); GatewayAdminURL its fault-injection API.
+	GatewayURL, GatewayAdminURL string
 	// CollectorOTLPGRPC is the Collector's OTLP gRPC address (host:port); the shop sends here.
 	CollectorOTLPGRPC string
 	// CollectorOTLPHTTPURL, CollectorHealthURL and CollectorMetricsURL are the Collector's other endpoints.
@@ -216,6 +220,8 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 		JaegerURL:            "http://" + addr(ports.JaegerUI),
 		SlackMockURL:         "http://" + addr(ports.SlackMock),
 		LokiURL:              "http://" + addr(ports.Loki),
+		GatewayURL:           "http://" + addr(ports.Gateway),
+		GatewayAdminURL:      "http://" + addr(ports.GatewayAdmin),
 		CollectorOTLPGRPC:    addr(ports.CollectorGRPC),
 		CollectorOTLPHTTPURL: "http://" + addr(ports.CollectorHTTP),
 		CollectorHealthURL:   "http://" + addr(ports.CollectorHealth) + "/",
@@ -243,7 +249,7 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 	}
 
 	t0 := time.Now()
-	opts.logf("building minishop and slackmock (go build) ...")
+	opts.logf("building minishop, slackmock and paymentgw (go build) ...")
 	if err := l.build(ctx); err != nil {
 		return nil, err
 	}
@@ -297,12 +303,12 @@ func waitPortFree(ctx context.Context, name string, port int, timeout time.Durat
 }
 
 func (l *Lab) build(ctx context.Context) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", l.binDir+string(filepath.Separator), ".", "./slackmock")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", l.binDir+string(filepath.Separator), ".", "./slackmock", "./paymentgw")
 	cmd.Dir = l.RepoRoot
 	cmd.Env = append(os.Environ(), "GOWORK=off", "CGO_ENABLED=0")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("go build . ./slackmock in %s: %v\n%s", l.RepoRoot, err, out)
+		return fmt.Errorf("go build . ./slackmock ./paymentgw in %s: %v\n%s", l.RepoRoot, err, out)
 	}
 	return nil
 }
@@ -310,7 +316,7 @@ func (l *Lab) build(ctx context.Context) error {
 // baseEnv is the lab's own environment without variables that would change what the programs do
 // (OTEL_*, MINISHOP_*, and the config files' address variables).
 func baseEnv() []string {
-	drop := []string{"OTEL_", "MINISHOP_", "OTLP_", "COLLECTOR_", "JAEGER_", "LOKI_", "PROMETHEUS_", "SLACKMOCK_", "GOMEMLIMIT="}
+	drop := []string{"OTEL_", "MINISHOP_", "PAYMENTGW_", "OTLP_", "COLLECTOR_", "JAEGER_", "LOKI_", "PROMETHEUS_", "SLACKMOCK_", "GOMEMLIMIT="}
 	var out []string
 	for _, kv := range os.Environ() {
 		keep := true
@@ -355,6 +361,7 @@ func (l *Lab) command(name string) (bin string, args, env []string, err error) {
 			"JAEGER_HEALTH_LISTEN="+addr(p.JaegerHealth),
 			"JAEGER_METRICS_HOST=127.0.0.1",
 			"JAEGER_METRICS_PORT="+strconv.Itoa(p.JaegerMetrics),
+			"JAEGER_PROMETHEUS_URL="+l.PrometheusURL, // the Monitor tab's metrics
 			// Should jaeger_query's self-tracing be turned on (enable_tracing; jaeger/config.yaml turns it off),
 			// it exports over OTLP to localhost:4317: in compose, Jaeger's own receiver. Natively, send it to
 			// the same place, not to whatever listens on 127.0.0.1:4317 (the Collector, with compose ports).
@@ -387,6 +394,20 @@ func (l *Lab) command(name string) (bin string, args, env []string, err error) {
 			"LOKI_OTLP_ENDPOINT="+l.LokiURL+"/otlp",
 			"PROMETHEUS_REMOTE_WRITE_ENDPOINT="+l.PrometheusURL+"/api/v1/write",
 		)
+	case Gateway:
+		bin = filepath.Join(l.binDir, "paymentgw")
+		// What docker-compose.yml sets for the payment-gateway service, with loopback addresses.
+		env = append(env,
+			"PAYMENTGW_ADDR="+addr(p.Gateway),
+			"PAYMENTGW_ADMIN_ADDR="+addr(p.GatewayAdmin),
+			"PAYMENTGW_ADMIN_TOKEN="+gatewayAdminToken,
+			"OTEL_EXPORTER_OTLP_ENDPOINT=http://"+l.CollectorOTLPGRPC,
+			"OTEL_METRIC_EXPORT_INTERVAL=5000",
+			"OTEL_SERVICE_NAME=payment-gateway",
+			"OTEL_BSP_SCHEDULE_DELAY=500",
+			"OTEL_BLRP_SCHEDULE_DELAY=500",
+			"GOMEMLIMIT=40MiB",
+		)
 	case Shop:
 		bin = filepath.Join(l.binDir, "minishop")
 		// What docker-compose.yml sets for the minishop service, with loopback addresses.
@@ -399,6 +420,9 @@ func (l *Lab) command(name string) (bin string, args, env []string, err error) {
 			"OTEL_BLRP_SCHEDULE_DELAY=500",
 			"MINISHOP_ADMIN_ADDR="+addr(p.ShopAdmin),
 			"MINISHOP_ADMIN_TOKEN="+adminToken,
+			"MINISHOP_PAYMENT_GATEWAY_URL="+l.GatewayURL,
+			"MINISHOP_PAYMENT_GATEWAY_ADMIN_URL="+l.GatewayAdminURL,
+			"MINISHOP_PAYMENT_GATEWAY_ADMIN_TOKEN="+gatewayAdminToken,
 			"GOMEMLIMIT=40MiB",
 		)
 		env = append(env, l.shopEnv...) // later entries win
@@ -456,6 +480,8 @@ func (l *Lab) ready(ctx context.Context, name string, p *process) error {
 		return waitReady(ctx, p, "loki GET /ready", timeout, get(l.LokiURL+"/ready"))
 	case Collector:
 		return waitReady(ctx, p, "collector health_check", timeout, get(l.CollectorHealthURL))
+	case Gateway:
+		return waitReady(ctx, p, "paymentgw GET /readyz", timeout, get(l.GatewayURL+"/readyz"))
 	case Shop:
 		return waitReady(ctx, p, "minishop GET /readyz", timeout, get(l.ShopURL+"/readyz"))
 	}
@@ -595,6 +621,9 @@ func (l *Lab) SignalShop(sig syscall.Signal, timeout time.Duration) (exitErr err
 // adminToken is the native shop's fault-injection token (compose's default, MINISHOP_ADMIN_TOKEN).
 const adminToken = "minishop-lab"
 
+// gatewayAdminToken is the payment gateway's (compose's default, PAYMENTGW_ADMIN_TOKEN).
+const gatewayAdminToken = "payment-gateway-lab"
+
 // Fault runs the shop's own fault-injection client against the running shop, as the scenarios do in
 // compose (`minishop fault -payment-failure-rate 1`, `minishop fault -reset`), and returns what it printed.
 func (l *Lab) Fault(ctx context.Context, args ...string) (string, error) {
@@ -618,6 +647,7 @@ func (l *Lab) Summary() string {
 	var b strings.Builder
 	row := func(what, where string) { fmt.Fprintf(&b, "  %-34s %s\n", what, where) }
 	row("MiniShop API", l.ShopURL+"  (POST /order, POST /payment/pay, GET /order/{id})")
+	row("Payment gateway API", l.GatewayURL+"  (POST /v1/charges with Idempotency-Key, GET /v1/charges?reference=)")
 	row("Prometheus", l.PrometheusURL)
 	row("Alertmanager", l.AlertmanagerURL)
 	row("Jaeger UI/API", l.JaegerURL+"  (API: /api/traces/{trace id})")

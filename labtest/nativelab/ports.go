@@ -26,6 +26,8 @@ type Ports struct {
 	Loki             int // Loki HTTP API and OTLP push (3100)
 	LokiGRPC         int // Loki's gRPC port (it talks to itself on it)
 	ShopAdmin        int // the shop's fault-injection API (compose: 9091 inside the network, not published)
+	Gateway          int // the payment gateway's API (8081)
+	GatewayAdmin     int // the payment gateway's fault-injection API (compose: 9092, not published)
 }
 
 // ComposePorts are the host ports compose publishes by default, and the .env variables that override them.
@@ -43,6 +45,7 @@ var ComposePorts = []struct {
 	{"LOKI_PORT", 3100, func(p *Ports) *int { return &p.Loki }},
 	{"JAEGER_UI_PORT", 16686, func(p *Ports) *int { return &p.JaegerUI }},
 	{"SLACK_MOCK_PORT", 8070, func(p *Ports) *int { return &p.SlackMock }},
+	{"PAYMENT_GATEWAY_PORT", 8081, func(p *Ports) *int { return &p.Gateway }},
 }
 
 // PortsFromEnv returns the compose default ports, each overridden by its .env variable when set
@@ -77,7 +80,8 @@ func (p *Ports) all() []struct {
 		{"jaeger otlp http", &p.JaegerOTLPHTTP}, {"jaeger health", &p.JaegerHealth}, {"jaeger metrics", &p.JaegerMetrics},
 		{"collector grpc", &p.CollectorGRPC}, {"collector http", &p.CollectorHTTP}, {"collector health", &p.CollectorHealth},
 		{"collector metrics", &p.CollectorMetrics}, {"slack mock", &p.SlackMock}, {"loki", &p.Loki},
-		{"loki grpc", &p.LokiGRPC}, {"shop admin", &p.ShopAdmin},
+		{"loki grpc", &p.LokiGRPC}, {"shop admin", &p.ShopAdmin}, {"payment gateway", &p.Gateway},
+		{"payment gateway admin", &p.GatewayAdmin},
 	}
 }
 

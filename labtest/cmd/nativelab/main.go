@@ -52,7 +52,7 @@ func run() error {
 	flag.StringVar(&opts.RepoRoot, "repo", "", "MiniShop checkout (default: found above the working directory)")
 	flag.StringVar(&opts.ToolsBin, "tools", "", "directory with prometheus, alertmanager, jaeger, otelcol-minishop (default: $MINISHOP_TOOLS_DIR/bin or ~/.cache/minishop-lab/bin)")
 	flag.StringVar(&opts.Dir, "dir", "", "lab directory for logs, rendered configs and data (default: a new temp dir, kept)")
-	flag.Var(&shopEnv, "shop-env", "extra KEY=VALUE environment for the shop, repeatable (e.g. MINISHOP_PAYMENT_FAILURE_RATE=0.3)")
+	flag.Var(&shopEnv, "shop-env", "extra KEY=VALUE environment for the shop, repeatable (e.g. MINISHOP_INVENTORY_DELAY=300ms; payment settings live in the payment gateway: minishop fault)")
 	flag.BoolVar(&freePorts, "free-ports", false, "listen on free ports instead of compose's defaults (prints them)")
 	flag.StringVar(&opts.SlackWebhookURL, "slack-webhook-url", os.Getenv("SLACK_WEBHOOK_URL"), "where Alertmanager posts (default $SLACK_WEBHOOK_URL, else the lab's Slack mock)")
 	portFlags := map[string]*int{}
