@@ -137,6 +137,7 @@ func TestComposeLab(t *testing.T) {
 	url := func(port int) string { return fmt.Sprintf("http://127.0.0.1:%d", port) }
 	lab := &e2eLab{Name: "compose", ShopURL: url(ports.Shop), PrometheusURL: url(ports.Prometheus), JaegerURL: url(ports.JaegerUI),
 		LokiURL: url(ports.Loki), SlackMockURL: url(ports.SlackMock), AlertmanagerURL: url(ports.Alertmanager),
+		GatewayURL: url(ports.Gateway), CollectorOTLP: fmt.Sprintf("127.0.0.1:%d", ports.CollectorGRPC),
 		metricInterval: 5 * time.Second, compose: c}
 	t.Logf("COMPOSE_FILE=%q", os.Getenv("COMPOSE_FILE"))
 

@@ -35,9 +35,7 @@ func TestE2EAlerting(t *testing.T) {
 	}
 
 	// Bad phase: every payment fails (half the requests: one order, one payment per flow).
-	if err := lab.native.RestartShop(ctx, "MINISHOP_PAYMENT_FAILURE_RATE=1"); err != nil {
-		t.Fatal(err)
-	}
+	lab.fault(t, "-payment-failure-rate", "1") // the payment gateway holds the payment settings
 	t0 := time.Now()
 	bad := newE2ETally()
 	var firing e2eSlackMessage
@@ -61,9 +59,10 @@ func TestE2EAlerting(t *testing.T) {
 	}
 
 	// Good phase: no payment fails; enough good traffic to bring the 1m error ratio under 10%.
-	if err := lab.native.RestartShop(ctx, "MINISHOP_PAYMENT_FAILURE_RATE=0", "MINISHOP_RESTOCK_INTERVAL=100ms"); err != nil {
+	if err := lab.native.RestartShop(ctx, "MINISHOP_RESTOCK_INTERVAL=100ms"); err != nil {
 		t.Fatal(err)
 	}
+	lab.fault(t, "-payment-failure-rate", "0")
 	t1 := time.Now()
 	good := newE2ETally()
 	var resolved e2eSlackMessage

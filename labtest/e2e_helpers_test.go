@@ -36,6 +36,8 @@ type e2eLab struct {
 	Name                                                     string
 	ShopURL, PrometheusURL, JaegerURL, LokiURL, SlackMockURL string
 	AlertmanagerURL                                          string
+	GatewayURL                                               string        // the payment gateway's API
+	CollectorOTLP                                            string        // the Collector's OTLP gRPC host:port
 	metricInterval                                           time.Duration // how often the shop exports metrics
 
 	native  *nativelab.Lab // the native lab, or nil
@@ -116,7 +118,8 @@ func e2eStartLab(t *testing.T, mod func(*nativelab.Options)) *e2eLab {
 		}
 	})
 	return &e2eLab{Name: "native", ShopURL: lab.ShopURL, PrometheusURL: lab.PrometheusURL, JaegerURL: lab.JaegerURL,
-		LokiURL: lab.LokiURL, SlackMockURL: lab.SlackMockURL, AlertmanagerURL: lab.AlertmanagerURL, metricInterval: time.Second, native: lab}
+		LokiURL: lab.LokiURL, SlackMockURL: lab.SlackMockURL, AlertmanagerURL: lab.AlertmanagerURL,
+		GatewayURL: lab.GatewayURL, CollectorOTLP: lab.CollectorOTLPGRPC, metricInterval: time.Second, native: lab}
 }
 
 // e2ePoll calls check until it returns nil, failing the test with check's last error after timeout.

@@ -70,6 +70,7 @@ var e2eSteps = []struct {
 	{"Freshness", e2eFreshness, false},
 	{"Exemplars", e2eExemplars, false},
 	{"Volume", e2eVolume, false},
+	{"PaymentAcrossServices", e2ePaymentAcrossServices, false},
 	{"Throughput", e2eThroughput, true},
 	{"CollectorOutage", e2eCollectorOutage, true},
 	{"ShutdownFlush", e2eShutdownFlush, true},
@@ -161,7 +162,9 @@ func e2eMetrics(t *testing.T, lab *e2eLab, st *e2eState) {
 		seen = append(seen, name)
 		_, contract := e2eContractMetrics[name]
 		// otel_sdk_*: the SDK's own metrics (spans/logs processed or dropped, exports), its no-silent-loss signal.
-		if !contract && name != "target_info" && !strings.HasPrefix(name, "minishop_fault_") && !strings.HasPrefix(name, "otel_sdk_") {
+		// traces_span_metrics_*: the Collector's span_metrics connector, from the shop's spans (job = service.name).
+		if !contract && name != "target_info" && !strings.HasPrefix(name, "minishop_fault_") && !strings.HasPrefix(name, "otel_sdk_") &&
+			!strings.HasPrefix(name, "traces_span_metrics_") {
 			extra = append(extra, name)
 		}
 	}
@@ -550,6 +553,11 @@ var e2eLogQLWant = map[string]func(tally *e2eTally) int{
 	`{app="minishop"} |= "payment failed"`: func(tally *e2eTally) int {
 		return tally.count(func(r e2eResp) bool { return r.Route == "/payment/pay" && (r.Status == 402 || r.Status == 504) })
 	},
+	// The gateway's side of the same failures: one "charge declined" (402) or "charge failed" (504) per failed
+	// payment (a replayed answer logs "idempotent replay" instead).
+	`{app="payment-gateway"} |~ "charge (declined|failed)"`: func(tally *e2eTally) int {
+		return tally.count(func(r e2eResp) bool { return r.Route == "/payment/pay" && (r.Status == 402 || r.Status == 504) })
+	},
 	// One access-log line per 5xx response.
 	`{app="minishop"} | status >= 500`: func(tally *e2eTally) int {
 		return tally.count(func(r e2eResp) bool { return r.Status >= 500 })
@@ -796,8 +804,11 @@ func e2eVolume(t *testing.T, lab *e2eLab, st *e2eState) {
 		switch {
 		case r.Route == "/order" && r.Status == http.StatusCreated:
 			return []string{"POST /order", "CreateOrder", "DeductInventory"}
+		case r.Route == "/payment/pay" && (r.Status == http.StatusOK || r.Status == http.StatusPaymentRequired || r.Status == http.StatusGatewayTimeout):
+			// Answered by the payment gateway: its spans are part of the trace.
+			return []string{"POST /payment/pay", "ChargePayment", "POST /v1/charges", "FraudCheck", "Authorize"}
 		case r.Route == "/payment/pay":
-			return []string{"POST /payment/pay", "ChargePayment"}
+			return []string{"POST /payment/pay"}
 		}
 		return []string{"POST " + r.Route}
 	}
@@ -889,7 +900,8 @@ func e2eThroughput(t *testing.T, lab *e2eLab, st *e2eState) {
 func e2eCollectorOutage(t *testing.T, lab *e2eLab, st *e2eState) {
 	ctx := context.Background()
 	// No simulated payment failures, so that the status mix is exact: 201 for each order, 200 for each payment.
-	defer e2eShopWith(t, lab.native, "MINISHOP_PAYMENT_FAILURE_RATE=0", "MINISHOP_RESTOCK_INTERVAL=100ms")()
+	defer e2eShopWith(t, lab.native, "MINISHOP_RESTOCK_INTERVAL=100ms")()
+	lab.fault(t, "-payment-failure-rate", "0") // the payment gateway holds it
 	e2eSettle(t, lab)
 	before, err := e2eCounterSnapshot(lab.PrometheusURL, "request_total")
 	if err != nil {
@@ -966,8 +978,8 @@ func e2eCollectorOutage(t *testing.T, lab *e2eLab, st *e2eState) {
 func e2eShutdownFlush(t *testing.T, lab *e2eLab, st *e2eState) {
 	// Ten minutes between exports: nothing leaves the shop before its shutdown flush. Fewer spans and log
 	// records than one export batch (512), so no batch leaves early either.
-	defer e2eShopWith(t, lab.native, "OTEL_BSP_SCHEDULE_DELAY=600000", "OTEL_BLRP_SCHEDULE_DELAY=600000", "OTEL_METRIC_EXPORT_INTERVAL=600000",
-		"MINISHOP_PAYMENT_FAILURE_RATE=0.3")()
+	defer e2eShopWith(t, lab.native, "OTEL_BSP_SCHEDULE_DELAY=600000", "OTEL_BLRP_SCHEDULE_DELAY=600000", "OTEL_METRIC_EXPORT_INTERVAL=600000")()
+	lab.fault(t, "-payment-failure-rate", "0.3") // the payment gateway holds it
 	e2eSettle(t, lab)
 	before, err := e2eCounterSnapshot(lab.PrometheusURL, "request_total")
 	if err != nil {
