@@ -47,7 +47,7 @@ func benchShop(b *testing.B, telemetryOn bool) http.Handler {
 	}
 	var ready atomic.Bool
 	ready.Store(true)
-	f := newFaults(noFailures, nil)
+	f := newFaults(noFailures, false, nil)
 	return newServer(tel, newStore(time.Nanosecond, 1000, time.Now), f, simulatedPayments{f}, &ready)
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -112,16 +113,18 @@ var apiRoutes = []string{"/order", "/order/{id}", "/payment/pay"}
 
 // faults holds the current settings; handlers read them on every request.
 // With a payment gateway, the gateway holds the payment settings (it simulates the provider):
-// remote is its admin API, and the admin handlers read and change those settings there.
+// remote is its admin API, and the admin handlers read and change those settings there; without
+// remote they cannot be changed from the shop.
 type faults struct {
 	mu       sync.RWMutex
 	current  faultSettings
 	defaults faultSettings
+	gateway  bool // payments go to the payment gateway, not the in-process simulator
 	remote   *gatewayFaults
 }
 
-func newFaults(defaults faultSettings, remote *gatewayFaults) *faults {
-	return &faults{current: defaults.clone(), defaults: defaults.clone(), remote: remote}
+func newFaults(defaults faultSettings, gateway bool, remote *gatewayFaults) *faults {
+	return &faults{current: defaults.clone(), defaults: defaults.clone(), gateway: gateway, remote: remote}
 }
 
 func (s faultSettings) clone() faultSettings {
@@ -220,7 +223,7 @@ func registerFaultGauges(mp metric.MeterProvider, f *faults) error {
 	mean := func(l latency) float64 { return (time.Duration(l.Fixed) + time.Duration(l.Jitter)/2).Seconds() }
 	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		s := f.get()
-		if f.remote == nil { // else the gateway exports it
+		if !f.gateway { // else the gateway holds it, and exports it
 			o.ObserveFloat64(failRate, s.PaymentFailureRate)
 		}
 		o.ObserveFloat64(oosRate, s.OutOfStockRate)
@@ -313,13 +316,16 @@ func handlePatchFaults(tel *telemetry, f *faults) http.Handler {
 			return
 		}
 		after := patch.faultSettings
-		if f.remote == nil {
-			if after.PaymentTimeoutRate != 0 {
-				writeJSONError(ctx, w, http.StatusBadRequest, "invalid_request", "invalid request", map[string]string{
-					"payment_timeout_rate": "needs the payment gateway (MINISHOP_PAYMENT_GATEWAY_URL); the in-process provider always answers"})
-				return
-			}
-		} else {
+		switch {
+		case !f.gateway && after.PaymentTimeoutRate != 0:
+			writeJSONError(ctx, w, http.StatusBadRequest, "invalid_request", "invalid request", map[string]string{
+				"payment_timeout_rate": "needs the payment gateway (MINISHOP_PAYMENT_GATEWAY_URL); the in-process provider always answers"})
+			return
+		case f.gateway && f.remote == nil && gatewayPart(after) != gatewayPart(before):
+			writeJSONError(ctx, w, http.StatusBadRequest, "invalid_request", "invalid request", map[string]string{
+				"payment_*": "the payment gateway holds the payment settings; set MINISHOP_PAYMENT_GATEWAY_ADMIN_URL (and its token) to change them from here"})
+			return
+		case f.remote != nil:
 			g, err := f.remote.call(ctx, http.MethodPatch, "/faults", gatewayPart(after))
 			if err != nil {
 				writeGatewayAdminError(ctx, w, err)
@@ -409,7 +415,7 @@ func (g *gatewayFaults) call(ctx context.Context, method, path string, body any)
 	defer res.Body.Close()
 	raw, _ := io.ReadAll(io.LimitReader(res.Body, 64<<10))
 	if res.StatusCode != http.StatusOK {
-		return out, fmt.Errorf("payment gateway admin API answered %s: %s", res.Status, bytes.TrimSpace(raw))
+		return out, &gatewayAdminError{status: res.StatusCode, body: truncate(string(bytes.TrimSpace(raw)))}
 	}
 	if err := json.Unmarshal(raw, &out); err != nil {
 		return out, fmt.Errorf("payment gateway admin API: %w", err)
@@ -417,8 +423,23 @@ func (g *gatewayFaults) call(ctx context.Context, method, path string, body any)
 	return out, nil
 }
 
-// writeGatewayAdminError: the gateway holds the payment settings and could not be asked.
+// gatewayAdminError is the gateway's admin API saying no (a wrong token, a setting it refuses).
+type gatewayAdminError struct {
+	status int
+	body   string
+}
+
+func (e *gatewayAdminError) Error() string {
+	return fmt.Sprintf("payment gateway admin API answered %d: %s", e.status, e.body)
+}
+
+// writeGatewayAdminError: the gateway holds the payment settings and could not be asked, or refused.
 func writeGatewayAdminError(ctx context.Context, w http.ResponseWriter, err error) {
+	var refused *gatewayAdminError
+	if errors.As(err, &refused) {
+		writeError(ctx, w, http.StatusBadGateway, "payment_gateway_admin_error", err.Error())
+		return
+	}
 	writeError(ctx, w, http.StatusBadGateway, "payment_gateway_unavailable", err.Error())
 }
 

@@ -204,21 +204,19 @@ func handlePay(tel *telemetry, st *store, pay payer) http.Handler {
 		if req.Method == "" {
 			req.Method = defaultPayment
 		}
-		o, key, err := st.startPayment(req.OrderID)
+		o, c, err := st.startPayment(req.OrderID, req.Method)
 		if err != nil {
 			writeShopError(ctx, w, err)
 			return
 		}
 		setOrderID(ctx, o.ID)
-		paymentID, failure := chargePayment(ctx, tel, pay, o, charge{
-			IdempotencyKey: key, AmountCents: o.TotalCents, Currency: o.Currency, Method: req.Method, Reference: o.ID,
-		})
-		st.finishPayment(o.ID, paymentID, failure)
+		paymentID, failure := chargePayment(ctx, tel, pay, o, c)
+		st.finishPayment(o.ID, c, paymentID, failure)
 		if failure != nil {
 			trace.SpanFromContext(ctx).SetStatus(codes.Error, "payment failed: "+failure.Reason)
 			retry := "the order can be paid again"
 			if failure.Unknown {
-				retry = "the order can be paid again; it reuses this attempt's idempotency key, so it is never charged twice"
+				retry = "the order can be paid again: that resends this attempt (same idempotency key and method), so it is never charged twice"
 			}
 			writeJSONError(ctx, w, failure.Status, failure.Reason, "payment failed: "+failure.Reason,
 				map[string]string{"order_id": o.ID, "retry": retry})

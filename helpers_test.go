@@ -114,7 +114,7 @@ func newTestShopWith(t testing.TB, fs faultSettings, gatewayURL, adminURL string
 	if adminURL != "" {
 		remote = newGatewayFaults(adminURL, "gw-secret")
 	}
-	ts.faults = newFaults(fs, remote)
+	ts.faults = newFaults(fs, gatewayURL != "", remote)
 	if err := registerFaultGauges(mp, ts.faults); err != nil {
 		t.Fatal(err)
 	}

@@ -134,6 +134,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if cfg.restockEvery < 0 || cfg.shutdownTimeout <= 0 || cfg.paymentTimeout <= 0 {
 		return cfg, errors.New("the restock interval must not be negative, and the shutdown and payment timeouts must be positive")
 	}
+	if cfg.paymentTimeout > maxPaymentTimeout {
+		return cfg, fmt.Errorf("the payment timeout must be at most %s (two attempts and an injected delay within the write timeout)", maxPaymentTimeout)
+	}
 	if cfg.paymentGatewayAdmin != "" && cfg.paymentGatewayURL == "" {
 		return cfg, errors.New("a payment gateway admin URL needs the payment gateway URL too")
 	}
@@ -179,7 +182,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cfg.paymentGatewayAdmin != "" {
 		remote = newGatewayFaults(cfg.paymentGatewayAdmin, cfg.paymentGatewayAdminToken)
 	}
-	f := newFaults(cfg.faults, remote)
+	f := newFaults(cfg.faults, cfg.paymentGatewayURL != "", remote)
 	if err := registerFaultGauges(prov.meter, f); err != nil {
 		return fmt.Errorf("telemetry: %w", err)
 	}
@@ -244,13 +247,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return errors.Join(errs...)
 }
 
+// maxPaymentTimeout keeps a payment (two attempts) plus the largest injected route delay within writeTimeout.
+const maxPaymentTimeout = (writeTimeout - maxFaultDelay) / maxAttempts
+
+// writeTimeout bounds how long a response may take.
+const writeTimeout = 30 * time.Second
+
 // newHTTPServer sets the timeouts every listener of the shop needs.
 func newHTTPServer(h http.Handler, errorLog *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      30 * time.Second,
+		WriteTimeout:      writeTimeout,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(errorLog.Handler(), slog.LevelWarn),
 	}

@@ -88,28 +88,40 @@ func (g *gatewayPayments) charge(ctx context.Context, c charge) (string, *paymen
 	if err != nil {
 		return "", &paymentFailure{Reason: "payment_gateway_error", Status: http.StatusBadGateway, Detail: err.Error()}
 	}
+	// Once sent, a charge runs to its end even if our client goes away, as with the in-process simulator:
+	// the money may move, and the order must learn how it ended.
+	ctx = context.WithoutCancel(ctx)
+	// sent: some attempt may have reached the gateway, so a failure says nothing about the money.
+	sent := false
 	for attempt := 1; ; attempt++ {
 		if attempt > 1 {
 			// Semantic conventions: how often this request was sent again.
 			span.SetAttributes(attribute.Int("http.request.resend_count", attempt-1))
 		}
 		status, resp, err := g.post(ctx, c.IdempotencyKey, body)
-		timedOut := errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil
+		timedOut := errors.Is(err, context.DeadlineExceeded)
+		sent = sent || (err != nil && !isDialError(err))
 		switch {
 		case timedOut && attempt < maxAttempts:
 			span.AddEvent("payment gateway timed out, retrying with the same idempotency key", trace.WithAttributes(
 				attribute.Int("app.payment.attempt", attempt), attribute.String("app.payment.timeout", g.timeout.String())))
 			continue
 		case timedOut:
-			// Whether the money moved is unknown: the next payment of the order reuses the key.
 			return "", &paymentFailure{Reason: "gateway_timeout", Status: http.StatusGatewayTimeout, Unknown: true,
 				Detail: fmt.Sprintf("no answer from the payment gateway within %s, %d times", g.timeout, attempt)}
 		case err != nil:
-			return "", &paymentFailure{Reason: "payment_gateway_unavailable", Status: http.StatusBadGateway, Detail: err.Error()}
+			return "", &paymentFailure{Reason: "payment_gateway_unavailable", Status: http.StatusBadGateway, Unknown: sent,
+				Detail: err.Error()}
 		}
 		span.SetAttributes(attribute.Int("http.response.status_code", status))
 		return gatewayAnswer(status, resp)
 	}
+}
+
+// isDialError: the connection was never made, so nothing was sent.
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // gatewayResponse is both of the gateway's answers: a charge (id) or an error (reason).
@@ -122,15 +134,17 @@ type gatewayResponse struct {
 // gatewayAnswer turns the gateway's response into a payment id or the gateway's own failure reason,
 // so the shop's "payment failed" log and error_total{reason} say what the gateway said.
 func gatewayAnswer(status int, resp gatewayResponse) (string, *paymentFailure) {
-	switch {
-	case status == http.StatusCreated && resp.ID != "":
+	if status == http.StatusCreated && resp.ID != "" {
 		return resp.ID, nil
-	case failureByReason(resp.Reason) != nil && status == failureByReason(resp.Reason).Status:
-		return "", &paymentFailure{Reason: resp.Reason, Status: status, Detail: resp.Error}
 	}
-	// Anything else (a 4xx for our own request, a 5xx of its own) is the gateway misbehaving, for our client.
+	if f := failureByReason(resp.Reason); f != nil && status == f.Status {
+		return "", &paymentFailure{Reason: resp.Reason, Status: status, Detail: truncate(resp.Error)}
+	}
+	// Anything else is the gateway misbehaving, for our client. A 5xx of its own, or "that key is still being
+	// processed" (409), says nothing about the money: the next payment of the order resends this attempt.
 	return "", &paymentFailure{Reason: "payment_gateway_error", Status: http.StatusBadGateway,
-		Detail: fmt.Sprintf("payment gateway answered %d %s: %s", status, resp.Reason, resp.Error)}
+		Unknown: status >= 500 || status == http.StatusConflict,
+		Detail:  fmt.Sprintf("payment gateway answered %d %s: %s", status, truncate(resp.Reason), truncate(resp.Error))}
 }
 
 // post sends one attempt. The attempt's context carries the timeout; its trace context is ChargePayment's.

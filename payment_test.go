@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -143,12 +144,14 @@ func TestGatewayAnswersBecomeTheShopsReasons(t *testing.T) {
 		status       int
 		wantStatus   int
 		wantReason   string
+		unknown      bool // the answer says nothing about the money: the next payment resends the attempt
 	}{
-		{"declined", `{"error":"payment declined: card_declined","reason":"card_declined"}`, 402, 402, "card_declined"},
-		{"insufficient funds", `{"error":"payment declined","reason":"insufficient_funds"}`, 402, 402, "insufficient_funds"},
-		{"acquirer timeout", `{"error":"the acquirer did not answer","reason":"gateway_timeout"}`, 504, 504, "gateway_timeout"},
-		{"gateway bug", `{"error":"invalid request","reason":"invalid_request"}`, 400, 502, "payment_gateway_error"},
-		{"not JSON", `<html>oops</html>`, 500, 502, "payment_gateway_error"},
+		{"declined", `{"error":"payment declined: card_declined","reason":"card_declined"}`, 402, 402, "card_declined", false},
+		{"insufficient funds", `{"error":"payment declined","reason":"insufficient_funds"}`, 402, 402, "insufficient_funds", false},
+		{"acquirer timeout", `{"error":"the acquirer did not answer","reason":"gateway_timeout"}`, 504, 504, "gateway_timeout", false},
+		{"gateway bug", `{"error":"invalid request","reason":"invalid_request"}`, 400, 502, "payment_gateway_error", false},
+		{"key in use", `{"error":"still processing","reason":"idempotency_key_in_use"}`, 409, 502, "payment_gateway_error", true},
+		{"not JSON", `<html>oops</html>`, 500, 502, "payment_gateway_error", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			gw, srv := newFakeGateway(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
@@ -164,12 +167,66 @@ func TestGatewayAnswersBecomeTheShopsReasons(t *testing.T) {
 			if !strings.Contains(ts.stdout.String(), `"msg":"payment failed","reason":"`+tc.wantReason+`"`) {
 				t.Errorf("no payment failed log with reason %s:\n%s", tc.wantReason, ts.stdout)
 			}
-			// A known answer: the next payment is a new attempt with a new key.
+			// A known answer: the next payment is a new attempt with a new key; else the same attempt again.
 			do(t, ts.handler, "POST", "/payment/pay", `{"order_id":"`+id+`"}`)
-			if keys := gw.keys(); len(keys) != 2 || keys[1] != id+"-2" {
-				t.Errorf("keys sent = %q, want a new key for the second payment", keys)
+			want := id + "-2"
+			if tc.unknown {
+				want = id + "-1"
+			}
+			if keys := gw.keys(); len(keys) != 2 || keys[1] != want {
+				t.Errorf("keys sent = %q, want %s for the second payment", keys, want)
 			}
 		})
+	}
+}
+
+func TestUnansweredAttemptIsResentAsItWas(t *testing.T) {
+	gw, srv := newFakeGateway(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		if n <= 2 { // the first payment: no answer to either attempt
+			<-r.Context().Done()
+			return
+		}
+		created(w)
+	})
+	ts := newTestShopWith(t, noFailures, srv.URL, "")
+	id := mustCreateOrder(t, ts.handler, `{"items":[{"sku":"MUG-OTEL","quantity":1}]}`)
+	if rec := do(t, ts.handler, "POST", "/payment/pay", `{"order_id":"`+id+`","method":"card"}`); rec.Code != http.StatusGatewayTimeout {
+		t.Fatalf("first payment = %d %s, want 504", rec.Code, rec.Body)
+	}
+	// Paying again with another method must not become a second charge: the unanswered attempt goes again.
+	if rec := do(t, ts.handler, "POST", "/payment/pay", `{"order_id":"`+id+`","method":"paypal"}`); rec.Code != http.StatusOK {
+		t.Fatalf("second payment = %d %s, want 200", rec.Code, rec.Body)
+	}
+	gw.mu.Lock()
+	defer gw.mu.Unlock()
+	if len(gw.bodies) != 3 || gw.bodies[2] != gw.bodies[0] || gw.calls[2].Header.Get("Idempotency-Key") != id+"-1" {
+		t.Errorf("third call sent %+v with key %q; want the first attempt again (%+v, %s-1)",
+			gw.bodies[len(gw.bodies)-1], gw.calls[len(gw.calls)-1].Header.Get("Idempotency-Key"), gw.bodies[0], id)
+	}
+}
+
+func TestChargeOutlivesTheClient(t *testing.T) {
+	arrived, release := make(chan struct{}), make(chan struct{})
+	_, srv := newFakeGateway(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
+		close(arrived)
+		<-release
+		created(w)
+	})
+	ts := newTestShopWith(t, noFailures, srv.URL, "")
+	id := mustCreateOrder(t, ts.handler, `{"items":[{"sku":"MUG-OTEL","quantity":1}]}`)
+	ctx, cancel := context.WithCancel(context.Background())
+	req := httptest.NewRequestWithContext(ctx, "POST", "/payment/pay", strings.NewReader(`{"order_id":"`+id+`"}`))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ts.handler.ServeHTTP(httptest.NewRecorder(), req)
+	}()
+	<-arrived // the charge is at the gateway
+	cancel()  // the customer gives up
+	close(release)
+	<-done
+	if o, _ := ts.store.getOrder(id); o.Status != statusPaid || o.PaymentID != "ch_0123456789abcdef" {
+		t.Errorf("order after the client left: %+v, want paid with the gateway's charge", o)
 	}
 }
 
@@ -245,5 +302,16 @@ func TestTimeoutFaultNeedsTheGateway(t *testing.T) {
 	rec := adminDo(t, ts.admin, "PATCH", "/faults", "secret", `{"payment_timeout_rate":0.5}`)
 	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "MINISHOP_PAYMENT_GATEWAY_URL") {
 		t.Errorf("PATCH payment_timeout_rate in-process = %d %s, want 400 naming the gateway setting", rec.Code, rec.Body)
+	}
+}
+
+func TestPaymentFaultsNeedTheGatewaysAdminAPI(t *testing.T) {
+	ts := newTestShopWith(t, noFailures, "http://127.0.0.1:1", "")
+	rec := adminDo(t, ts.admin, "PATCH", "/faults", "secret", `{"payment_failure_rate":1}`)
+	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "MINISHOP_PAYMENT_GATEWAY_ADMIN_URL") {
+		t.Errorf("PATCH payment_failure_rate with a gateway but no admin URL = %d %s, want 400 naming the setting", rec.Code, rec.Body)
+	}
+	if rec := adminDo(t, ts.admin, "PATCH", "/faults", "secret", `{"out_of_stock_rate":0.5}`); rec.Code != http.StatusOK {
+		t.Errorf("the shop's own settings still change: %d %s", rec.Code, rec.Body)
 	}
 }

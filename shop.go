@@ -56,8 +56,9 @@ type order struct {
 	CreatedAt     time.Time `json:"created_at"`
 	// payAttempts numbers the payment attempts; with the order id it makes each attempt's idempotency key.
 	payAttempts int
-	// payUnknown: the last attempt got no answer, so it may have been charged; the next one reuses its key.
-	payUnknown bool
+	// unanswered is the last attempt if it got no answer (it may have been charged): the next payment of
+	// the order sends it again as it was, key and all, so the gateway answers it instead of charging anew.
+	unanswered *charge
 }
 
 // shopError is a failure with a machine-readable reason (the error_total label)
@@ -194,42 +195,49 @@ func (s *store) getOrder(id string) (order, bool) {
 	return *o, true
 }
 
-// startPayment moves an order to "paying" and answers the attempt's idempotency key. Only one
-// payment per order can be in flight, and a paid order is never charged again. An attempt whose
-// outcome is unknown (the gateway never answered) hands its key to the next one, so paying the
-// order again can't charge it twice.
-func (s *store) startPayment(id string) (order, string, error) {
+// startPayment moves an order to "paying" and answers the charge to send: a new attempt with its own
+// idempotency key, or the last attempt again if that one got no answer (whatever method is asked now, so
+// that paying again can never charge twice). Only one payment per order can be in flight, and a paid
+// order is never charged again.
+func (s *store) startPayment(id, method string) (order, charge, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	o, ok := s.orders[id]
 	if !ok {
-		return order{}, "", &shopError{Status: 404, Reason: "order_not_found", Msg: fmt.Sprintf("order %q not found", id)}
+		return order{}, charge{}, &shopError{Status: 404, Reason: "order_not_found", Msg: fmt.Sprintf("order %q not found", id)}
 	}
 	switch o.Status {
 	case statusPaid:
-		return *o, "", &shopError{Status: 409, Reason: "already_paid", Msg: "order is already paid"}
+		return *o, charge{}, &shopError{Status: 409, Reason: "already_paid", Msg: "order is already paid"}
 	case statusPaying:
-		return *o, "", &shopError{Status: 409, Reason: "payment_in_progress", Msg: "a payment for this order is in progress"}
+		return *o, charge{}, &shopError{Status: 409, Reason: "payment_in_progress", Msg: "a payment for this order is in progress"}
 	}
 	o.Status = statusPaying
-	if !o.payUnknown {
-		o.payAttempts++
+	if o.unanswered != nil {
+		return *o, *o.unanswered, nil
 	}
-	return *o, fmt.Sprintf("%s-%d", o.ID, o.payAttempts), nil
+	o.payAttempts++
+	return *o, charge{IdempotencyKey: fmt.Sprintf("%s-%d", o.ID, o.payAttempts), AmountCents: o.TotalCents,
+		Currency: o.Currency, Method: method, Reference: o.ID}, nil
 }
 
-// finishPayment records the provider's answer.
-func (s *store) finishPayment(id, paymentID string, failure *paymentFailure) order {
+// finishPayment records the provider's answer to charge c.
+func (s *store) finishPayment(id string, c charge, paymentID string, failure *paymentFailure) order {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	o := s.orders[id]
 	if o == nil { // evicted while paying: nothing left to update
 		return order{ID: id}
 	}
-	if failure == nil {
-		o.Status, o.PaymentID, o.FailureReason, o.payUnknown = statusPaid, paymentID, "", false
-	} else {
-		o.Status, o.FailureReason, o.payUnknown = statusPaymentFailed, failure.Reason, failure.Unknown
+	o.unanswered = nil
+	switch {
+	case failure == nil:
+		o.Status, o.PaymentID, o.FailureReason = statusPaid, paymentID, ""
+	default:
+		o.Status, o.FailureReason = statusPaymentFailed, failure.Reason
+		if failure.Unknown {
+			o.unanswered = &c
+		}
 	}
 	return *o
 }
@@ -238,7 +246,7 @@ func (s *store) finishPayment(id, paymentID string, failure *paymentFailure) ord
 type paymentFailure struct {
 	Reason string
 	Status int
-	// Detail says more, for the log and the span (the gateway's message, the timeout).
+	// Detail says more, for the log (the gateway's message, the timeout).
 	Detail string
 	// Unknown: no answer came, so the charge may have happened.
 	Unknown bool
