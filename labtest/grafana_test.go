@@ -42,6 +42,8 @@ var contractRawMetrics = []string{
 	"minishop_fault_payment_failure_rate", "minishop_fault_out_of_stock_rate",
 	"minishop_fault_inventory_delay_seconds", "minishop_fault_route_latency_seconds",
 	"minishop_fault_payment_timeout_rate", // exported by the payment gateway, which holds the payment settings
+	// The Collector's span_metrics connector (collector/config.yaml), the names Jaeger's Monitor tab reads.
+	"traces_span_metrics_calls_total", "traces_span_metrics_duration_milliseconds_bucket",
 	// The Go SDK v1.47's own metrics (OTEL_GO_X_OBSERVABILITY), remote-written with the shop's: what it lost.
 	"otel_sdk_processor_span_processed_total", "otel_sdk_processor_log_processed_total",
 	"otel_sdk_exporter_span_exported_total", "otel_sdk_exporter_log_exported_total",
