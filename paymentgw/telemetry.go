@@ -1,5 +1,9 @@
 // This file sets up OpenTelemetry (traces, metrics and logs over OTLP gRPC, configured by the
 // standard OTEL_* variables) and holds the middleware that gives every API request its server span.
+//
+// Like loadgen/, the gateway repeats a few small helpers of the shop's telemetry.go and handlers.go
+// (traceContextHandler, errorReporter, exporterEnabled, encode/decode) instead of sharing a package
+// with it: each program of the lab reads on its own. Change them in step.
 package main
 
 import (
