@@ -128,13 +128,7 @@ func amPoll(t *testing.T, what string, timeout time.Duration, procs []*amProcess
 // returning its base URL (read from its "listening" log line).
 func amStartSlackMock(t *testing.T) (*amProcess, string) {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "slackmock")
-	build := exec.Command("go", "build", "-o", bin, "./slackmock")
-	build.Dir = repoRoot
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./slackmock: %v\n%s", err, out)
-	}
-	p := amStart(t, "slackmock", bin, "-addr", "127.0.0.1:0")
+	p := amStart(t, "slackmock", buildRepoProgram(t, "./slackmock"), "-addr", "127.0.0.1:0")
 	var addr string
 	amPoll(t, "slackmock listening", 30*time.Second, []*amProcess{p}, func() error {
 		sc := bufio.NewScanner(strings.NewReader(p.out.String()))

@@ -16,7 +16,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -24,27 +23,17 @@ import (
 
 func e2ePaymentAcrossServices(t *testing.T, lab *e2eLab, st *e2eState) {
 	start := time.Now()
-	e2eLoadgenTraces(t, lab, start)
+	loadgen := buildRepoProgram(t, "./loadgen")
+	e2eLoadgenTraces(t, lab, loadgen, start)
 	e2eDependencies(t, lab)
 	e2eGatewayAnswersTravelBack(t, lab, st)
 	e2eIdempotentRetry(t, lab)
-	e2eMonitorTab(t, lab)
+	e2eMonitorTab(t, lab, loadgen)
 }
 
-// e2eLoadgen is the real load generator (go build ./loadgen) pointed at the lab, its traces going to the
-// lab's Collector like the compose service's.
-func e2eLoadgen(ctx context.Context, t *testing.T, lab *e2eLab, args ...string) *exec.Cmd {
-	t.Helper()
-	root, err := filepath.Abs(repoRoot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(t.TempDir(), "loadgen")
-	build := exec.Command("go", "build", "-o", bin, "./loadgen")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./loadgen: %v\n%s", err, out)
-	}
+// e2eLoadgen runs the real load generator (bin: ./loadgen built) against the lab, its traces going to
+// the lab's Collector like the compose service's.
+func e2eLoadgen(ctx context.Context, lab *e2eLab, bin string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, bin, append([]string{"-target", lab.ShopURL, "-report-interval", "1m"}, args...)...)
 	cmd.Env = append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT=http://"+lab.CollectorOTLP, "OTEL_BSP_SCHEDULE_DELAY=500",
 		"OTEL_SERVICE_NAME=loadgen", "OTEL_RESOURCE_ATTRIBUTES=")
@@ -52,10 +41,10 @@ func e2eLoadgen(ctx context.Context, t *testing.T, lab *e2eLab, args ...string) 
 }
 
 // e2eLoadgenTraces runs the real loadgen for a few seconds and finds its payments' traces in Jaeger.
-func e2eLoadgenTraces(t *testing.T, lab *e2eLab, since time.Time) {
+func e2eLoadgenTraces(t *testing.T, lab *e2eLab, loadgen string, since time.Time) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := e2eLoadgen(ctx, t, lab, "-rate", "20", "-requests", "40", "-pay-rate", "1", "-bad-rate", "0", "-lookup-rate", "0")
+	cmd := e2eLoadgen(ctx, lab, loadgen, "-rate", "20", "-requests", "40", "-pay-rate", "1", "-bad-rate", "0", "-lookup-rate", "0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("loadgen: %v\n%s", err, out)
 	}
@@ -258,11 +247,11 @@ func e2eIdempotentRetry(t *testing.T, lab *e2eLab) {
 
 // e2eMonitorTab: Jaeger's SPM API answers calls, latencies and errors for every service from
 // Prometheus (the loadgen has client spans only, so it is asked for those).
-func e2eMonitorTab(t *testing.T, lab *e2eLab) {
+func e2eMonitorTab(t *testing.T, lab *e2eLab, loadgen string) {
 	// Load while the Monitor tab is asked: a rate needs two samples apart, and a series that a burst made
 	// in one go (the loadgen's above) has none.
 	ctx, cancel := context.WithCancel(context.Background())
-	load := e2eLoadgen(ctx, t, lab, "-rate", "5", "-duration", "5m")
+	load := e2eLoadgen(ctx, lab, loadgen, "-rate", "5", "-duration", "5m")
 	if err := load.Start(); err != nil {
 		t.Fatal(err)
 	}

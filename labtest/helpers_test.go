@@ -1,7 +1,8 @@
 package labtest
 
 // Helpers shared by the tests of this package: one for each job (a free port, waiting for a condition
-// with a deadline, a GET that must answer 200, a GET of JSON, a buffer for a process's output).
+// with a deadline, a GET that must answer 200, a GET of JSON, a buffer for a process's output, one of
+// the repo's programs built).
 
 import (
 	"bytes"
@@ -10,11 +11,26 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 )
+
+// buildRepoProgram builds one of this repo's programs (a package path such as ./slackmock) into the
+// test's temp dir and returns the binary's path.
+func buildRepoProgram(t testing.TB, pkg string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	build := exec.Command("go", "build", "-o", bin, pkg)
+	build.Dir = repoRoot
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	}
+	return bin
+}
 
 // freeAddr returns 127.0.0.1:port with a port that was free a moment ago.
 func freeAddr(t *testing.T) string {

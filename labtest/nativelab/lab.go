@@ -397,27 +397,17 @@ func (l *Lab) command(name string) (bin string, args, env []string, err error) {
 	case Gateway:
 		bin = filepath.Join(l.binDir, "paymentgw")
 		// What docker-compose.yml sets for the payment-gateway service, with loopback addresses.
-		env = append(env,
+		env = append(append(env, l.otelEnv("payment-gateway")...),
 			"PAYMENTGW_ADDR="+addr(p.Gateway),
 			"PAYMENTGW_ADMIN_ADDR="+addr(p.GatewayAdmin),
 			"PAYMENTGW_ADMIN_TOKEN="+gatewayAdminToken,
-			"OTEL_EXPORTER_OTLP_ENDPOINT=http://"+l.CollectorOTLPGRPC,
-			"OTEL_METRIC_EXPORT_INTERVAL=5000",
-			"OTEL_SERVICE_NAME=payment-gateway",
-			"OTEL_BSP_SCHEDULE_DELAY=500",
-			"OTEL_BLRP_SCHEDULE_DELAY=500",
 			"GOMEMLIMIT=40MiB",
 		)
 	case Shop:
 		bin = filepath.Join(l.binDir, "minishop")
 		// What docker-compose.yml sets for the minishop service, with loopback addresses.
-		env = append(env,
+		env = append(append(env, l.otelEnv("minishop")...),
 			"MINISHOP_ADDR="+addr(p.Shop),
-			"OTEL_EXPORTER_OTLP_ENDPOINT=http://"+l.CollectorOTLPGRPC,
-			"OTEL_METRIC_EXPORT_INTERVAL=5000",
-			"OTEL_SERVICE_NAME=minishop",
-			"OTEL_BSP_SCHEDULE_DELAY=500",
-			"OTEL_BLRP_SCHEDULE_DELAY=500",
 			"MINISHOP_ADMIN_ADDR="+addr(p.ShopAdmin),
 			"MINISHOP_ADMIN_TOKEN="+adminToken,
 			"MINISHOP_PAYMENT_GATEWAY_URL="+l.GatewayURL,
@@ -430,6 +420,18 @@ func (l *Lab) command(name string) (bin string, args, env []string, err error) {
 		return "", nil, nil, fmt.Errorf("unknown program %q", name)
 	}
 	return bin, args, env, nil
+}
+
+// otelEnv is what docker-compose.yml sets for the OpenTelemetry SDK of each of our services: the
+// Collector, 5 s metric exports, span and log batches every 500 ms.
+func (l *Lab) otelEnv(service string) []string {
+	return []string{
+		"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + l.CollectorOTLPGRPC,
+		"OTEL_METRIC_EXPORT_INTERVAL=5000",
+		"OTEL_SERVICE_NAME=" + service,
+		"OTEL_BSP_SCHEDULE_DELAY=500",
+		"OTEL_BLRP_SCHEDULE_DELAY=500",
+	}
 }
 
 // ready waits until the program answers its health endpoint.
